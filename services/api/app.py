@@ -1,0 +1,105 @@
+"""The Flask application factory: builds every connection here, never at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pika
+from flask import Flask
+from flask_smorest import Api
+
+from services.api.errors import install_error_handlers
+from services.api.limits import limiter
+from services.api.ops.views import bp as ops_bp
+from services.api.ops.views import install_request_metrics
+from services.api.runtime import ApiRuntime, close_db
+from services.api.security import install_jwt
+from shared.clock import Clock, SystemClock
+from shared.config import Settings, load_settings
+from shared.db import make_engine, make_session_factory
+from shared.messaging import BrokerPublisher, Publisher, build_broker
+from shared.security.crypto import SecretBox
+from shared.storage import build_store
+
+
+def _blueprints() -> list:
+    from services.api.auth.views import blp as auth
+    from services.api.data_sources.views import blp as data_sources
+    from services.api.email_config.views import blp as email_config
+    from services.api.executions.views import blp as executions
+    from services.api.reports.views import blp as reports
+    from services.api.saved_queries.views import blp as saved_queries
+    from services.api.users.views import blp as users
+
+    return [auth, users, data_sources, saved_queries, email_config, reports, executions]
+
+
+def _broker_check(settings: Settings) -> Callable[[], None]:
+    if settings.broker_is_memory:
+        return lambda: None
+
+    def check() -> None:
+        params = pika.URLParameters(settings.broker_url)
+        params.socket_timeout = 2
+        params.blocked_connection_timeout = 2
+        params.connection_attempts = 1
+        pika.BlockingConnection(params).close()
+
+    return check
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    publisher: Publisher | None = None,
+    clock: Clock | None = None,
+    session_factory=None,
+) -> Flask:
+    settings = settings or load_settings()
+    app = Flask("biapp")
+    app.config.update(
+        API_TITLE="BIApp Reports",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            },
+            "security": [{"bearerAuth": []}],
+        },
+        JWT_SECRET_KEY=settings.secret_key,
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.jwt_expires_s),
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ERROR_MESSAGE_KEY="message",
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    if session_factory is None:
+        session_factory = make_session_factory(make_engine(settings.database_url))
+    if publisher is None:
+        publisher = BrokerPublisher(build_broker(settings))
+    app.extensions["biapp"] = ApiRuntime(
+        settings=settings,
+        session_factory=session_factory,
+        publisher=publisher,
+        secrets=SecretBox(settings.fernet_keys),
+        clock=clock or SystemClock(),
+        store=build_store(settings.artifact_store),
+        broker_ready=_broker_check(settings),
+    )
+    app.teardown_appcontext(close_db)
+    install_jwt(app)
+    limiter.init_app(app)
+    api = Api(app)
+    for blueprint in _blueprints():
+        api.register_blueprint(blueprint)
+    app.register_blueprint(ops_bp)
+    install_request_metrics(app)
+    install_error_handlers(app)
+    return app

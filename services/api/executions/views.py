@@ -1,0 +1,74 @@
+"""Execution details and artifact downloads."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Response, stream_with_context
+from flask_smorest import Blueprint
+
+from services.api.executions.schemas import ExecutionSchema
+from services.api.runtime import db, runtime
+from services.api.security import get_owned, login_required
+from shared.errors import GoneError, NotFoundError
+from shared.models import Artifact, ReportExecution, ScheduledReport
+
+blp = Blueprint("executions", __name__, url_prefix="/api/executions", description="Runs of reports")
+
+
+def visible_execution(execution_id) -> ReportExecution:
+    execution = db().get(ReportExecution, execution_id)
+    if execution is None:
+        raise NotFoundError("No such execution.")
+    get_owned(ScheduledReport, execution.report_id, what="execution")
+    return execution
+
+
+@blp.route("/<uuid:execution_id>", methods=["GET"])
+@login_required()
+@blp.response(200, ExecutionSchema)
+def get_execution(execution_id):
+    """The whole timeline of one run, with its deliveries and files."""
+    return visible_execution(execution_id)
+
+
+def content_disposition(filename: str) -> str:
+    from urllib.parse import quote
+
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+
+
+def stream_artifact(artifact: Artifact) -> Response:
+    if artifact.purged_at is not None:
+        raise GoneError("This file has expired and was removed.")
+    session = runtime().session_factory()
+    store = runtime().store
+
+    def generate():
+        try:
+            yield from store.open(session, artifact)
+        finally:
+            session.close()
+
+    response = Response(stream_with_context(generate()), mimetype=artifact.content_type)
+    response.headers["Content-Disposition"] = content_disposition(artifact.filename)
+    response.headers["Content-Length"] = str(artifact.size)
+    response.headers["X-Content-SHA256"] = artifact.sha256
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blp.route("/<uuid:execution_id>/artifacts/<uuid:artifact_id>", methods=["GET"])
+@login_required()
+@blp.response(200, {"format": "binary", "type": "string"}, content_type="application/octet-stream")
+def download_artifact(execution_id, artifact_id):
+    """Download one rendered file (410 once it has expired)."""
+    visible_execution(execution_id)
+    artifact = (
+        db()
+        .execute(sa.select(Artifact).where(Artifact.id == artifact_id, Artifact.execution_id == execution_id))
+        .scalar_one_or_none()
+    )
+    if artifact is None:
+        raise NotFoundError("No such file.")
+    return stream_artifact(artifact)

@@ -1,0 +1,60 @@
+"""Liveness, readiness and metrics: plain Flask routes, outside /api and auth."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.api.runtime import db, runtime
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    checks: dict[str, str] = {}
+    try:
+        db().execute(sa.text("select 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # a readiness probe reports, it does not raise
+        log.warning("readiness: database unavailable: %s", type(exc).__name__)
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        runtime().broker_ready()
+        checks["broker"] = "ok"
+    except Exception as exc:
+        log.warning("readiness: broker unavailable: %s", type(exc).__name__)
+        checks["broker"] = f"unavailable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def install_request_metrics(app: Flask) -> None:
+    @app.before_request
+    def _start_timer():
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        started = g.get("request_started")
+        if started is not None:
+            HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        return response

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+
+from shared.models.reports import FORMATS
+from shared.schedules import ScheduleError, parse_schedule
+
+MAX_RECIPIENTS = 100
+
+
+def _clean_addresses(values: list[str]) -> list[str]:
+    cleaned: list[str] = []
+    seen: set[str] = set()
+    problems: list[str] = []
+    for value in values:
+        try:
+            address = validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            problems.append(f"{value!r}: {exc}")
+            continue
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            cleaned.append(address)
+    if problems:
+        raise ValidationError(problems)
+    return cleaned
+
+
+class ScheduleSchema(Schema):
+    frequency = fields.String(required=True, validate=validate.OneOf(("daily", "weekly", "monthly", "cron")))
+    time = fields.String(load_default="09:00")
+    days_of_week = fields.List(fields.Integer(), load_default=list)
+    day_of_month = fields.Integer(allow_none=True, load_default=None)
+    cron = fields.String(allow_none=True, load_default=None)
+    timezone = fields.String(load_default="UTC")
+
+    @validates_schema
+    def _check(self, data, **kwargs):
+        try:
+            parse_schedule(data)
+        except ScheduleError as exc:
+            raise ValidationError(exc.message, field_name=exc.field) from None
+
+
+class ExecutionSummarySchema(Schema):
+    id = fields.UUID()
+    status = fields.String()
+    trigger = fields.String()
+    scheduled_for = fields.DateTime()
+    finished_at = fields.DateTime()
+    error = fields.String()
+
+
+class ReportSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    owner_id = fields.UUID(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True)
+    saved_query_id = fields.UUID(allow_none=True, load_default=None)
+    dashboard_id = fields.UUID(allow_none=True, load_default=None)
+    schedule = fields.Nested(ScheduleSchema, required=True)
+    recipients = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=MAX_RECIPIENTS))
+    cc = fields.List(fields.String(), load_default=list, validate=validate.Length(max=MAX_RECIPIENTS))
+    formats = fields.List(
+        fields.String(validate=validate.OneOf(FORMATS)), required=True, validate=validate.Length(min=1)
+    )
+    subject = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    body = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=20_000))
+    send_if_empty = fields.Boolean(load_default=True)
+    csv_bom = fields.Boolean(load_default=False)
+    is_active = fields.Boolean(load_default=True)
+    next_run_at = fields.DateTime(dump_only=True)
+    last_execution = fields.Nested(ExecutionSummarySchema, dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+    @validates("recipients")
+    def _recipients(self, value, **kwargs):
+        _clean_addresses(value)
+
+    @validates("cc")
+    def _cc(self, value, **kwargs):
+        _clean_addresses(value)
+
+    @validates("subject")
+    def _subject(self, value, **kwargs):
+        if value and ("\r" in value or "\n" in value):
+            raise ValidationError("must be a single line")
+
+    @validates_schema
+    def _one_source(self, data, **kwargs):
+        if bool(data.get("saved_query_id")) == bool(data.get("dashboard_id")):
+            raise ValidationError("give exactly one of saved_query_id or dashboard_id", field_name="saved_query_id")
+
+    @post_load
+    def _normalise(self, data, **kwargs):
+        data["recipients"] = _clean_addresses(data["recipients"])
+        data["cc"] = _clean_addresses(data.get("cc") or [])
+        data["formats"] = list(dict.fromkeys(data["formats"]))
+        return data
+
+
+class RunAcceptedSchema(Schema):
+    execution_id = fields.UUID()
+    status = fields.String()

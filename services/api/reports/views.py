@@ -1,0 +1,126 @@
+"""Scheduled reports: CRUD, run now, test, history and upcoming runs."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_smorest import Blueprint
+
+from services.api.executions.schemas import ExecutionSchema
+from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.reports.schemas import ReportSchema, RunAcceptedSchema
+from services.api.runtime import db, runtime
+from services.api.security import get_owned, login_required, me
+from shared import reports, runs
+from shared.models import ReportExecution, ScheduledReport
+
+blp = Blueprint("scheduled_reports", __name__, url_prefix="/api/scheduled-reports", description="Scheduled reports")
+
+
+def _with_summary(items: list[ScheduledReport]) -> list[ScheduledReport]:
+    latest = reports.last_executions(db(), [r.id for r in items])
+    for item in items:
+        item.last_execution = latest.get(item.id)
+    return items
+
+
+def _get(report_id, *, writable: bool = False) -> ScheduledReport:
+    return get_owned(ScheduledReport, report_id, writable=writable, what="report")
+
+
+@blp.route("", methods=["GET"])
+@login_required()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_schema(ReportSchema))
+def list_reports(args):
+    user = me()
+    query = sa.select(ScheduledReport).order_by(ScheduledReport.name, ScheduledReport.id)
+    if user.role != "admin":
+        query = query.where(ScheduledReport.owner_id == user.id)
+    body, headers = paginate(db(), query, args)
+    body["items"] = _with_summary(list(body["items"]))
+    return body, 200, headers
+
+
+@blp.route("", methods=["POST"])
+@login_required()
+@blp.arguments(ReportSchema)
+@blp.response(201, ReportSchema)
+def create_report(data):
+    session = db()
+    user = me()
+    reports.check_source(session, user, data)
+    report = ScheduledReport(owner_id=user.id, is_active=data["is_active"])
+    reports.apply_changes(report, data, runtime().clock.now())
+    session.add(report)
+    session.commit()
+    return _with_summary([report])[0]
+
+
+@blp.route("/<uuid:report_id>", methods=["GET"])
+@login_required()
+@blp.response(200, ReportSchema)
+def get_report(report_id):
+    return _with_summary([_get(report_id)])[0]
+
+
+@blp.route("/<uuid:report_id>", methods=["PUT"])
+@login_required()
+@blp.arguments(ReportSchema)
+@blp.response(200, ReportSchema)
+def update_report(data, report_id):
+    session = db()
+    report = _get(report_id, writable=True)
+    reports.check_source(session, me(), data)
+    reports.apply_changes(report, data, runtime().clock.now())
+    session.commit()
+    return _with_summary([report])[0]
+
+
+@blp.route("/<uuid:report_id>", methods=["DELETE"])
+@login_required()
+@blp.response(204)
+def delete_report(report_id):
+    session = db()
+    report = _get(report_id, writable=True)
+    session.delete(report)
+    session.commit()
+
+
+def _start(report_id, trigger: str) -> tuple[dict, int]:
+    report = _get(report_id)
+    rt = runtime()
+    execution = runs.run_now(
+        rt.session_factory, rt.publisher, report.id, trigger=trigger, requester=me(), now=rt.clock.now()
+    )
+    return {"execution_id": execution.id, "status": execution.status}, 202
+
+
+@blp.route("/<uuid:report_id>/run", methods=["POST"])
+@login_required()
+@blp.response(202, RunAcceptedSchema)
+def run_report(report_id):
+    """Run now for every recipient; next_run_at does not move."""
+    return _start(report_id, "manual")
+
+
+@blp.route("/<uuid:report_id>/test", methods=["POST"])
+@login_required()
+@blp.response(202, RunAcceptedSchema)
+def test_report(report_id):
+    """Render and send only to the caller, with [TEST] in the subject."""
+    return _start(report_id, "test")
+
+
+@blp.route("/<uuid:report_id>/executions", methods=["GET"])
+@login_required()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_schema(ExecutionSchema))
+def list_executions(args, report_id):
+    report = _get(report_id)
+    query = (
+        sa.select(ReportExecution)
+        .where(ReportExecution.report_id == report.id)
+        .order_by(ReportExecution.queued_at.desc(), ReportExecution.id)
+    )
+    body, headers = paginate(db(), query, args)
+    return body, 200, headers

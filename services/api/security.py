@@ -1,0 +1,92 @@
+"""Who is calling, and may they do this? Used by every view."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
+
+from services.api.errors import error_response
+from services.api.runtime import db
+from shared.errors import NotFoundError, PermissionDeniedError
+from shared.models import RevokedToken, User
+
+
+def install_jwt(app: Flask) -> JWTManager:
+    jwt = JWTManager(app)
+
+    @jwt.user_lookup_loader
+    def _load_user(_header: dict, payload: dict) -> User | None:
+        try:
+            user = db().get(User, uuid.UUID(payload["sub"]))
+        except (ValueError, KeyError):
+            return None
+        if user is None or not user.is_active:
+            return None
+        # A password change ends every session opened before it.
+        if user.password_changed_at is not None:
+            issued = datetime.fromtimestamp(payload["iat"], UTC)
+            if issued < user.password_changed_at.replace(microsecond=0):
+                return None
+        return user
+
+    @jwt.token_in_blocklist_loader
+    def _revoked(_header: dict, payload: dict) -> bool:
+        return db().execute(sa.select(RevokedToken.jti).where(RevokedToken.jti == payload["jti"])).first() is not None
+
+    def _unauthorized(message: str):
+        return error_response(401, "unauthorized", message)
+
+    jwt.unauthorized_loader(lambda reason: _unauthorized("Missing bearer token."))
+    jwt.invalid_token_loader(lambda reason: _unauthorized("Invalid token."))
+    jwt.expired_token_loader(lambda h, p: _unauthorized("Token has expired; log in again."))
+    jwt.revoked_token_loader(lambda h, p: _unauthorized("Token has been revoked; log in again."))
+    jwt.user_lookup_error_loader(lambda h, p: _unauthorized("Token no longer valid; log in again."))
+    return jwt
+
+
+def me() -> User:
+    return current_user  # type: ignore[return-value]
+
+
+def login_required(*roles: str) -> Callable:
+    """Require a valid token and, when roles are given, one of those roles (else 403)."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            verify_jwt_in_request()
+            if roles and me().role not in roles:
+                raise PermissionDeniedError(f"This needs the {' or '.join(roles)} role.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def visible_to(user: User, owner_id: uuid.UUID | None, shared: bool = False) -> bool:
+    return user.role == "admin" or owner_id == user.id or shared
+
+
+def get_owned(model: type, object_id: uuid.UUID, *, writable: bool = False, what: str = "object"):
+    """Load an object the caller may see: another user's private object is a 404.
+
+    A shared object is readable by everyone but writable only by its owner (or an admin).
+    """
+    obj = db().get(model, object_id)
+    user = me()
+    if obj is None:
+        raise NotFoundError(f"No such {what}.")
+    owner = getattr(obj, "owner_id", None)
+    shared = bool(getattr(obj, "shared", False))
+    if not visible_to(user, owner, shared):
+        raise NotFoundError(f"No such {what}.")
+    if writable and not visible_to(user, owner):
+        raise PermissionDeniedError(f"This {what} is shared read-only; only its owner can change it.")
+    return obj

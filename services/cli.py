@@ -1,0 +1,210 @@
+"""`biapp`: the one command operators and developers use.
+
+Commands translate arguments and hand over to the service modules; a bad setting
+stops every command at start with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from shared.config import ConfigError, Settings, load_settings
+from shared.messaging import QUEUE_MAILER, QUEUE_RENDERER, QUEUE_SCHEDULER
+
+WORKER_QUEUES = {"renderer": QUEUE_RENDERER, "mailer": QUEUE_MAILER, "scheduler": QUEUE_SCHEDULER}
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    settings = _settings()
+    graceful = str(args.graceful_timeout)
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "services.api.wsgi:app",
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--worker-class",
+        "gthread",
+        "--graceful-timeout",
+        graceful,
+        "--timeout",
+        "120",
+        "--access-logfile",
+        "-" if settings.log_format == "text" else "/dev/null",
+        "--limit-request-line",
+        "8190",
+    ]
+    os.execv(sys.executable, argv)  # exec: SIGTERM reaches gunicorn directly
+
+
+def _dramatiq_argv(service: str, processes: int, threads: int, shutdown_ms: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        f"services.{service}.worker",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        WORKER_QUEUES[service],
+        "--worker-shutdown-timeout",
+        str(shutdown_ms),
+        "--skip-logging",
+    ]
+
+
+def _shutdown_ms(settings: Settings, service: str) -> int:
+    limit = {"renderer": settings.render_time_limit_s, "mailer": settings.mail_time_limit_s}.get(service, 60)
+    return (limit + 30) * 1000
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    argv = _dramatiq_argv(args.service, args.processes, args.threads, _shutdown_ms(settings, args.service))
+    os.execv(sys.executable, argv)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """periodiq emits the every-minute tick; a dramatiq worker on biapp.scheduler runs it."""
+    settings = _settings()
+    children = [
+        subprocess.Popen(_dramatiq_argv("scheduler", 1, args.threads, _shutdown_ms(settings, "scheduler"))),
+        subprocess.Popen([sys.executable, "-m", "periodiq", "services.scheduler.worker"]),
+    ]
+
+    def forward(signum, _frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    forward(signal.SIGTERM, None)
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code), 0)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from shared.db.migrate import upgrade
+
+    upgrade(_settings().database_url)
+    print("database is at the newest schema")
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from shared import users
+    from shared.db import make_engine, make_session_factory, transaction
+
+    settings = _settings()
+    password = args.password or os.environ.get("BIAPP_ADMIN_PASSWORD")
+    factory = make_session_factory(make_engine(settings.database_url))
+    with transaction(factory) as session:
+        existing = users.find_by_email(session, args.email)
+        if existing is None and not password:
+            if not sys.stdin.isatty():
+                print("biapp: give --password or BIAPP_ADMIN_PASSWORD", file=sys.stderr)
+                return 2
+            password = getpass.getpass("Password for the new admin: ")
+        user, created = users.ensure_admin(session, email=args.email, password=password or "")
+    print(f"{'created' if created else 'already exists, is admin'}: {user.email}")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from shared.db import make_engine, make_session_factory
+    from shared.secrets_rotation import rotate_all
+
+    settings = _settings()
+    factory = make_session_factory(make_engine(settings.database_url))
+    rotated, unreadable = rotate_all(factory, settings)
+    print(f"re-encrypted {rotated} secrets with the newest key")
+    for name in unreadable:
+        print(f"cannot decrypt with any key (left unchanged): {name}", file=sys.stderr)
+    return 1 if unreadable else 0
+
+
+def cmd_standalone(args: argparse.Namespace) -> int:
+    from services.standalone import run_standalone
+
+    return run_standalone(data_dir=args.data_dir, port=args.port, demo=args.demo, host=args.host)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="biapp", description="BIApp Reports: scheduled reports and alerts")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("standalone", help="the whole system in one process (SQLite, in-memory broker, local SMTP sink)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--data-dir", default="./var")
+    p.add_argument("--demo", action="store_true", help="seed an admin, a sample database and a report")
+    p.set_defaults(func=cmd_standalone)
+
+    p = sub.add_parser("api", help="production API server (gunicorn)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--graceful-timeout", type=int, default=30)
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("scheduler", help="periodiq tick emitter plus a biapp.scheduler worker")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_scheduler)
+
+    p = sub.add_parser("worker", help="a Dramatiq worker for one queue")
+    p.add_argument("service", choices=("renderer", "mailer"))
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("db", help="database schema")
+    db_sub = p.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="run migrations to the newest schema")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("users", help="user bootstrap")
+    users_sub = p.add_subparsers(dest="users_command", required=True)
+    ca = users_sub.add_parser("create-admin", help="create the first admin (idempotent)")
+    ca.add_argument("--email", required=True)
+    ca.add_argument("--password")
+    ca.set_defaults(func=cmd_create_admin)
+
+    p = sub.add_parser("keys", help="encryption keys")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True)
+    rot = keys_sub.add_parser("rotate", help="re-encrypt every stored secret with the newest key")
+    rot.set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as exc:
+        print(f"biapp: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

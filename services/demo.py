@@ -1,0 +1,135 @@
+"""Demo data for `biapp standalone --demo`: an admin, a sales database, a query and a report."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import sqlite3
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import email_configs, users
+from shared.config import Settings
+from shared.db import transaction
+from shared.models import DataSource, EmailConfig, SavedQuery, ScheduledReport
+from shared.reports import apply_changes
+
+DEMO_ADMIN = "admin@example.com"
+REGIONS = ("EMEA", "North America", "LATAM", "APAC")
+PRODUCTS = ("Starter", "Team", "Business", "Enterprise")
+
+
+def create_sales_database(path: Path, rows: int = 600) -> None:
+    """A small, deterministic orders table to report on."""
+    if path.exists():
+        return
+    rng = random.Random(42)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute(
+            "create table orders (id integer primary key, order_date date not null, region text not null,"
+            " product text not null, customer text not null, quantity integer not null, amount numeric not null)"
+        )
+        start = date.today() - timedelta(days=180)
+        for order_id in range(1, rows + 1):
+            amount = Decimal(rng.randint(5_000, 500_000)) / 100
+            connection.execute(
+                "insert into orders values (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    order_id,
+                    (start + timedelta(days=rng.randint(0, 180))).isoformat(),
+                    rng.choice(REGIONS),
+                    rng.choice(PRODUCTS),
+                    f"Customer {rng.randint(1, 80):03d}",
+                    rng.randint(1, 20),
+                    str(amount),
+                ),
+            )
+    connection.close()
+
+
+def point_default_mail_at(factory: sessionmaker[Session], *, smtp_host: str, smtp_port: int) -> None:
+    """The system default email config sends to the local sink."""
+    with transaction(factory) as session:
+        config = email_configs.system_default(session)
+        if config is None:
+            config = EmailConfig(owner_id=None, is_system_default=True, from_address="reports@biapp.local")
+            config.from_name = "BIApp Reports"
+            session.add(config)
+        config.host, config.port, config.security = smtp_host, smtp_port, "none"
+        config.username = None
+        config.password_encrypted = None
+
+
+def seed_demo(
+    factory: sessionmaker[Session], settings: Settings, *, smtp_host: str, smtp_port: int, data_dir: Path
+) -> None:
+    point_default_mail_at(factory, smtp_host=smtp_host, smtp_port=smtp_port)
+    create_sales_database(Path(settings.sqlite_root) / "sales.db")
+    password_file = data_dir / "admin_password"
+    password = os.environ.get("BIAPP_ADMIN_PASSWORD")
+    if not password:
+        if not password_file.exists():
+            password_file.write_text(secrets.token_urlsafe(12))
+            password_file.chmod(0o600)
+        password = password_file.read_text().strip()
+    with transaction(factory) as session:
+        admin, _created = users.ensure_admin(session, email=DEMO_ADMIN, password=password)
+        source = session.execute(sa.select(DataSource).where(DataSource.name == "Sample sales")).scalar_one_or_none()
+        if source is None:
+            source = DataSource(name="Sample sales", kind="sqlite", path="sales.db", options={}, owner_id=admin.id)
+            session.add(source)
+            session.flush()
+        query = session.execute(
+            sa.select(SavedQuery).where(SavedQuery.name == "Revenue by region")
+        ).scalar_one_or_none()
+        if query is None:
+            query = SavedQuery(
+                name="Revenue by region",
+                kind="sql",
+                data_source_id=source.id,
+                sql=(
+                    "select region, count(*) as orders, sum(quantity) as units, round(sum(amount), 2) as revenue "
+                    "from orders group by region order by revenue desc"
+                ),
+                definition={},
+                shared=True,
+                owner_id=admin.id,
+            )
+            session.add(query)
+            session.flush()
+        report = session.execute(
+            sa.select(ScheduledReport).where(ScheduledReport.name == "Demo: revenue by region")
+        ).scalar_one_or_none()
+        if report is None:
+            report = ScheduledReport(owner_id=admin.id, is_active=True)
+            apply_changes(
+                report,
+                {
+                    "name": "Demo: revenue by region",
+                    "saved_query_id": query.id,
+                    "schedule": {"frequency": "cron", "cron": "* * * * *", "timezone": "Europe/Berlin"},
+                    "recipients": ["sales-team@example.com", "cfo@example.com"],
+                    "cc": [],
+                    "formats": ["csv"],
+                    "subject": "Revenue by region – {{date}}",
+                    "body": None,
+                    "send_if_empty": True,
+                    "is_active": True,
+                },
+                _now(),
+            )
+            session.add(report)
+    print(f"Demo login: {DEMO_ADMIN} / {password}", flush=True)
+    print("The demo report runs every minute; its emails land in the outbox folder.", flush=True)
+
+
+def _now():
+    from shared.clock import SystemClock
+
+    return SystemClock().now()

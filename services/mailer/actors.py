@@ -1,0 +1,33 @@
+"""The deliver actor: translate the message, call the delivery domain."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from services.mailer.deliver import RetryDelivery, deliver_execution
+from services.mailer.transport import SmtplibTransport, Transport
+from shared.context import WorkerContext
+from shared.messaging import QUEUE_MAILER
+
+
+def register(
+    broker: dramatiq.Broker, ctx: WorkerContext, transport: Transport | None = None, **_options
+) -> dict[str, dramatiq.Actor]:
+    settings = ctx.settings
+    smtp = transport or SmtplibTransport()
+
+    def deliver_report(execution_id: str) -> None:
+        deliver_execution(ctx, smtp, execution_id)
+
+    actor = dramatiq.actor(
+        deliver_report,
+        broker=broker,
+        actor_name="deliver_report",
+        queue_name=QUEUE_MAILER,
+        max_retries=settings.mail_max_retries,
+        min_backoff=5_000,
+        max_backoff=settings.max_backoff_s * 1000,
+        time_limit=settings.mail_time_limit_s * 1000,
+        retry_when=lambda retries, exc: isinstance(exc, RetryDelivery) and retries < settings.mail_max_retries,
+    )
+    return {"deliver_report": actor}

@@ -1,0 +1,29 @@
+"""The render actor: translate the message, call the render domain."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from services.renderer.render import RetryLater, render_execution
+from shared.context import WorkerContext
+from shared.messaging import QUEUE_RENDERER
+
+
+def register(broker: dramatiq.Broker, ctx: WorkerContext, **_options) -> dict[str, dramatiq.Actor]:
+    settings = ctx.settings
+
+    def render_report(execution_id: str) -> None:
+        render_execution(ctx, execution_id)
+
+    actor = dramatiq.actor(
+        render_report,
+        broker=broker,
+        actor_name="render_report",
+        queue_name=QUEUE_RENDERER,
+        max_retries=settings.render_max_retries,
+        min_backoff=5_000,
+        max_backoff=settings.max_backoff_s * 1000,
+        time_limit=settings.render_time_limit_s * 1000,
+        retry_when=lambda retries, exc: isinstance(exc, RetryLater) and retries < settings.render_max_retries,
+    )
+    return {"render_report": actor}

@@ -1,0 +1,142 @@
+"""`biapp standalone`: the whole system in one process, for trying it out.
+
+SQLite under the data directory, Dramatiq's in-memory broker with in-process
+workers, a scheduler thread ticking every minute, and a local SMTP sink that stores
+every email as an .eml file under <data-dir>/outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from cryptography.fernet import Fernet
+from dramatiq import Worker
+from werkzeug.serving import make_server
+
+from services.api.app import create_app
+from services.bootstrap import SERVICES, bootstrap
+from shared.config import load_settings
+from shared.db import make_engine, make_session_factory
+from shared.db.migrate import upgrade
+
+log = logging.getLogger("biapp.standalone")
+
+
+class OutboxHandler:
+    """aiosmtpd handler: every accepted message becomes one .eml file."""
+
+    def __init__(self, outbox: Path):
+        self.outbox = outbox
+        self.count = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.count += 1
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for rcpt in envelope.rcpt_tos:
+            safe = "".join(c if c.isalnum() or c in "@.-_" else "_" for c in rcpt)
+            path = self.outbox / f"{stamp}-{self.count:05d}-{safe}.eml"
+            path.write_bytes(message.as_bytes())
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _persistent_secret(path: Path, make) -> str:
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def prepare_environment(data_dir: Path, host: str, port: int) -> None:
+    """Defaults for the embedded mode; any BIAPP_* already set wins."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "outbox").mkdir(exist_ok=True)
+    (data_dir / "sqlite").mkdir(exist_ok=True)
+    defaults = {
+        "BIAPP_DATABASE_URL": f"sqlite:///{(data_dir / 'biapp.db').resolve()}",
+        "BIAPP_BROKER_URL": "memory://",
+        "BIAPP_SECRET_KEY": _persistent_secret(data_dir / "secret_key", lambda: secrets.token_urlsafe(48)),
+        "BIAPP_FERNET_KEYS": _persistent_secret(data_dir / "fernet_key", lambda: Fernet.generate_key().decode()),
+        "BIAPP_SQLITE_ROOT": str((data_dir / "sqlite").resolve()),
+        "BIAPP_PUBLIC_URL": f"http://{host}:{port}",
+        "BIAPP_LOG_FORMAT": "text",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def _ticker(wiring, stop: threading.Event) -> None:
+    """The standalone scheduler: the same every-minute tick periodiq sends in production."""
+    while not stop.is_set():
+        for name in ("dispatch_due_reports", "sweep_stuck_executions"):
+            actor = wiring.actors.get(name)
+            if actor is not None:
+                actor.send()
+        stop.wait(60 - time.time() % 60 + 0.5)
+
+
+def run_standalone(*, data_dir: str, port: int, demo: bool, host: str = "127.0.0.1") -> int:
+    root = Path(data_dir).resolve()
+    prepare_environment(root, host, port)
+    settings = load_settings()
+    from shared.logs import configure_logging
+
+    configure_logging("standalone", settings.log_format, settings.log_level)
+    upgrade(settings.database_url)
+
+    handler = OutboxHandler(root / "outbox")
+    smtp_port = free_port()
+    smtp = Controller(handler, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+
+    factory = make_session_factory(make_engine(settings.database_url))
+    wiring = bootstrap(SERVICES, settings=settings, configure_logs=False, session_factory=factory)
+    if demo:
+        from services.demo import seed_demo
+
+        seed_demo(factory, settings, smtp_host="127.0.0.1", smtp_port=smtp_port, data_dir=root)
+    else:
+        from services.demo import point_default_mail_at
+
+        point_default_mail_at(factory, smtp_host="127.0.0.1", smtp_port=smtp_port)
+
+    worker = Worker(wiring.broker, worker_threads=4)
+    worker.start()
+    stop = threading.Event()
+    ticker = threading.Thread(target=_ticker, args=(wiring, stop), name="scheduler", daemon=True)
+    ticker.start()
+
+    from shared.messaging import BrokerPublisher
+
+    app = create_app(settings, publisher=BrokerPublisher(wiring.broker), session_factory=factory)
+    server = make_server(host, port, app, threaded=True)
+    print(f"BIApp Reports is running on http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)", flush=True)
+    print(f"Emails are written to {root / 'outbox'}", flush=True)
+
+    def _stop(_signum, _frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
+        worker.stop(timeout=10_000)
+        smtp.stop()
+    return 0

@@ -1,0 +1,84 @@
+"""The execution lifecycle: one small state machine, each move a guarded UPDATE.
+
+A move names the state it expects to leave. The UPDATE carries `WHERE status =
+:expected`, so when a duplicate or redelivered message tries the same move, it
+matches no row and the caller learns it has nothing to do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shared.errors import IllegalTransitionError
+from shared.models import ReportExecution
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running", "failed"}),
+    # running -> queued: a transient failure hands the run back for a retry.
+    "running": frozenset({"rendered", "skipped", "failed", "queued"}),
+    "rendered": frozenset({"sending", "failed"}),
+    # sending -> failed only when no recipient was reached; otherwise partial.
+    "sending": frozenset({"success", "partial", "failed"}),
+    "success": frozenset(),
+    "partial": frozenset(),
+    "failed": frozenset(),
+    "skipped": frozenset(),
+}
+
+TERMINAL = frozenset(state for state, targets in TRANSITIONS.items() if not targets)
+ACTIVE = frozenset(TRANSITIONS) - TERMINAL
+
+_TIMESTAMP = {
+    "running": "started_at",
+    "rendered": "rendered_at",
+    "sending": "sending_at",
+    "success": "finished_at",
+    "partial": "finished_at",
+    "failed": "finished_at",
+    "skipped": "finished_at",
+    "queued": "last_enqueued_at",
+}
+
+MAX_ERROR_LENGTH = 4000
+
+
+def check_transition(expected: str, target: str) -> None:
+    if target not in TRANSITIONS.get(expected, frozenset()):
+        raise IllegalTransitionError(f"an execution cannot move from {expected!r} to {target!r}")
+
+
+def move(
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    expected: str,
+    target: str,
+    now: datetime,
+    **fields: object,
+) -> bool:
+    """Move one execution from `expected` to `target`; False if it was not in `expected`."""
+    check_transition(expected, target)
+    values: dict[str, object] = {"status": target, _TIMESTAMP[target]: now, **fields}
+    if target == "running":
+        values["attempts"] = ReportExecution.attempts + 1
+    if isinstance(values.get("error"), str):
+        values["error"] = values["error"][:MAX_ERROR_LENGTH]  # type: ignore[index]
+    result = session.execute(
+        sa.update(ReportExecution)
+        .where(ReportExecution.id == execution_id, ReportExecution.status == expected)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def fail(session: Session, execution_id: uuid.UUID, *, now: datetime, error: str) -> bool:
+    """Fail an execution from whichever non-terminal state it is in."""
+    for state in ("queued", "running", "rendered", "sending"):
+        if move(session, execution_id, expected=state, target="failed", now=now, error=error):
+            return True
+    return False

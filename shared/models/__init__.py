@@ -1,0 +1,24 @@
+"""All tables of BIApp Reports; importing this package registers every model."""
+
+from shared.models.base import Base
+from shared.models.catalog import Dashboard, DashboardWidget, DataSource, SavedQuery, SemanticEntity
+from shared.models.email import EmailConfig
+from shared.models.reports import Artifact, ArtifactChunk, Delivery, ReportExecution, ScheduledReport
+from shared.models.users import RevokedToken, User
+
+__all__ = [
+    "Artifact",
+    "ArtifactChunk",
+    "Base",
+    "Dashboard",
+    "DashboardWidget",
+    "DataSource",
+    "Delivery",
+    "EmailConfig",
+    "ReportExecution",
+    "RevokedToken",
+    "SavedQuery",
+    "ScheduledReport",
+    "SemanticEntity",
+    "User",
+]

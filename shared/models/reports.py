@@ -1,0 +1,148 @@
+"""Scheduled reports and everything a run of one leaves behind."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared.db.types import utcnow
+from shared.models.base import Base, Timestamped, uuid_pk
+
+EXECUTION_STATES = ("queued", "running", "rendered", "sending", "success", "partial", "failed", "skipped")
+TRIGGERS = ("schedule", "manual", "test")
+DELIVERY_STATES = ("pending", "sent", "failed")
+FORMATS = ("xlsx", "csv", "pdf")
+
+
+class ScheduledReport(Timestamped, Base):
+    __tablename__ = "scheduled_reports"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    owner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    saved_query_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("saved_queries.id", ondelete="RESTRICT"))
+    dashboard_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("dashboards.id", ondelete="RESTRICT"))
+    # {frequency, time, days_of_week, day_of_month, cron, timezone}
+    schedule: Mapped[dict] = mapped_column(sa.JSON, nullable=False)
+    timezone: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="UTC")
+    recipients: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
+    cc: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
+    formats: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
+    subject: Mapped[str | None] = mapped_column(sa.Text)
+    body: Mapped[str | None] = mapped_column(sa.Text)
+    send_if_empty: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
+    csv_bom: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
+    next_run_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        sa.Index("ix_scheduled_reports_due", "is_active", "next_run_at"),
+        sa.CheckConstraint("(saved_query_id IS NOT NULL) <> (dashboard_id IS NOT NULL)", name="one_source"),
+    )
+
+
+class ReportExecution(Base):
+    """One run of a report; its status moves only through guarded UPDATEs."""
+
+    __tablename__ = "report_executions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    report_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("scheduled_reports.id", ondelete="CASCADE"), nullable=False
+    )
+    trigger: Mapped[str] = mapped_column(sa.String(10), nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="queued")
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    scheduled_for: Mapped[datetime] = mapped_column(nullable=False)
+    queued_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    rendered_at: Mapped[datetime | None] = mapped_column()
+    sending_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    row_count: Mapped[int | None] = mapped_column(sa.Integer)
+    truncated: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    late: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    enqueue_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
+    last_enqueued_at: Mapped[datetime | None] = mapped_column()
+    # Who this run is for, fixed when it is queued: [{"address": ..., "kind": "to"|"cc"}].
+    recipients: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
+    # A worker holding the run (renderer or mailer) until lease_expires_at.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+
+    deliveries: Mapped[list[Delivery]] = relationship(
+        order_by="Delivery.recipient", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+    artifacts: Mapped[list[Artifact]] = relationship(
+        order_by="Artifact.created_at", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+
+    __table_args__ = (
+        sa.UniqueConstraint("report_id", "scheduled_for"),
+        sa.Index("ix_report_executions_status_queued_at", "status", "queued_at"),
+        sa.Index("ix_report_executions_report_id_queued_at", "report_id", "queued_at"),
+        sa.CheckConstraint(f"status in {EXECUTION_STATES!r}", name="status"),
+        sa.CheckConstraint(f"trigger in {TRIGGERS!r}", name="trigger"),
+    )
+
+
+class Delivery(Base):
+    """The ledger of who has been reached: one row per (execution, recipient)."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("report_executions.id", ondelete="CASCADE"), nullable=False
+    )
+    recipient: Mapped[str] = mapped_column(sa.String(320), nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(4), nullable=False, default="to")  # to | cc
+    status: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    smtp_reply: Mapped[str | None] = mapped_column(sa.Text)
+    message_id: Mapped[str | None] = mapped_column(sa.String(255))
+    sent_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("execution_id", "recipient"),
+        sa.CheckConstraint(f"status in {DELIVERY_STATES!r}", name="status"),
+    )
+
+
+class Artifact(Base):
+    """A rendered file; its bytes live in the configured artifact store."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("report_executions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    format: Mapped[str] = mapped_column(sa.String(10), nullable=False)
+    filename: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(sa.String(120), nullable=False)
+    size: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    storage: Mapped[str] = mapped_column(sa.String(20), nullable=False)  # database | filesystem
+    location: Mapped[str | None] = mapped_column(sa.String(1024))
+    created_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False, index=True)
+    purged_at: Mapped[datetime | None] = mapped_column()
+
+
+class ArtifactChunk(Base):
+    """Artifact bytes in the database store, in chunks so memory stays flat."""
+
+    __tablename__ = "artifact_chunks"
+
+    artifact_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)

@@ -1,0 +1,36 @@
+"""People who log in, and the tokens they gave back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, Timestamped, uuid_pk
+
+ROLES = ("admin", "analyst", "viewer")
+
+
+class User(Timestamped, Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True, nullable=False)
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    password_hash: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    role: Mapped[str] = mapped_column(sa.String(20), nullable=False, default="viewer")
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (sa.CheckConstraint(f"role in {ROLES!r}", name="role"),)
+
+
+class RevokedToken(Base):
+    """A JWT given back by logout; kept until it would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False, index=True)
