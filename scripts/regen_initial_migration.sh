@@ -2,7 +2,7 @@
 # Regenerates the initial migration from the models (only while no release has shipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DB=biapp_migration_gen
+DB=biapp_migration_gen_$$
 psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB" -qc "CREATE DATABASE $DB"
 rm -f shared/db/migrations/versions/0001_initial.py
 .venv/bin/python - <<PY

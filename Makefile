@@ -1,0 +1,45 @@
+# BIApp Reports — `make run` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-unit lint format bench services clean
+
+$(STAMP): pyproject.toml
+	bash scripts/ensure_system_packages.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Runs the whole system in one process on SQLite with demo data.
+run: install
+	$(BIN)/biapp standalone --demo
+
+## Makes sure PostgreSQL and RabbitMQ are up (starting or installing them), then runs every test.
+test: install services
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+services:
+	bash scripts/ensure_services.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Benchmarks are run by hand; figures go to docs/benchmarks.md.
+bench: install services
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
