@@ -82,8 +82,13 @@ def prepare_environment(data_dir: Path, host: str, port: int) -> None:
 
 def _ticker(wiring, stop: threading.Event) -> None:
     """The standalone scheduler: the same every-minute tick periodiq sends in production."""
+    last_purge_day = None
     while not stop.is_set():
-        for name in ("dispatch_due_reports", "sweep_stuck_executions"):
+        names = ["dispatch_due_reports", "sweep_stuck_executions"]
+        if time.strftime("%Y-%m-%d") != last_purge_day:  # at start, then once a day
+            last_purge_day = time.strftime("%Y-%m-%d")
+            names.append("purge_expired")
+        for name in names:
             actor = wiring.actors.get(name)
             if actor is not None:
                 actor.send()

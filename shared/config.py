@@ -28,6 +28,7 @@ class Settings:
     fernet_keys: tuple[str, ...] = field(repr=False)
     artifact_store: str = "database"
     artifact_retention_days: int = 30
+    execution_retention_days: int = 365
     max_attachment_bytes: int = 10 * 1024 * 1024
     pdf_max_rows: int = 1000
     max_report_rows: int = 1_000_000
@@ -170,6 +171,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_FERNET_KEYS": ("fernet_keys", _fernet_keys, True),
     "BIAPP_ARTIFACT_STORE": ("artifact_store", _artifact_store, False),
     "BIAPP_ARTIFACT_RETENTION_DAYS": ("artifact_retention_days", _int(1, 3650), False),
+    "BIAPP_EXECUTION_RETENTION_DAYS": ("execution_retention_days", _int(1, 36500), False),
     "BIAPP_MAX_ATTACHMENT_BYTES": ("max_attachment_bytes", _int(1024), False),
     "BIAPP_PDF_MAX_ROWS": ("pdf_max_rows", _int(1, 100_000), False),
     "BIAPP_MAX_REPORT_ROWS": ("max_report_rows", _int(1, 50_000_000), False),

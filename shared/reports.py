@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shared.errors import FieldError
-from shared.models import Dashboard, ReportExecution, SavedQuery, ScheduledReport, User
-from shared.schedules import next_run, parse_schedule
+from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport, User
+from shared.schedules import next_run, parse_schedule, upcoming
+from shared.storage import ArtifactStore
 
 
 def _readable(obj, user: User) -> bool:
@@ -61,3 +62,42 @@ def last_executions(session: Session, report_ids: list) -> dict:
         )
     ).scalars()
     return {row.report_id: row for row in rows}
+
+
+def upcoming_runs(report: ScheduledReport, now: datetime, count: int) -> list[dict]:
+    """The next `count` runs from now, in UTC and in the report's own zone (paused reports too)."""
+    schedule = parse_schedule(report.schedule)
+    return [{"at_utc": run, "at_local": run.astimezone(schedule.zone)} for run in upcoming(schedule, now, count)]
+
+
+def history_query(report_id, *, status=None, trigger=None, since=None, until=None) -> sa.Select:
+    """A report's executions, newest first, filtered; `until` is exclusive."""
+    query = sa.select(ReportExecution).where(ReportExecution.report_id == report_id)
+    if status:
+        query = query.where(ReportExecution.status.in_(status))
+    if trigger:
+        query = query.where(ReportExecution.trigger.in_(trigger))
+    if since is not None:
+        query = query.where(ReportExecution.queued_at >= since)
+    if until is not None:
+        query = query.where(ReportExecution.queued_at < until)
+    return query.order_by(ReportExecution.queued_at.desc(), ReportExecution.id.desc())
+
+
+def delete_artifact_files(session: Session, store: ArtifactStore, execution_ids) -> None:
+    """Remove the stored bytes of every artifact of these executions; the rows go by cascade."""
+    artifacts = session.execute(sa.select(Artifact).where(Artifact.execution_id.in_(execution_ids))).scalars()
+    for artifact in artifacts:
+        if artifact.purged_at is None:
+            store.delete(session, artifact)
+
+
+def delete_report(session: Session, store: ArtifactStore, report: ScheduledReport) -> None:
+    """Delete a report with its whole history and files. Runs in flight then find no row and stop."""
+    execution_ids = (
+        session.execute(sa.select(ReportExecution.id).where(ReportExecution.report_id == report.id)).scalars().all()
+    )
+    if execution_ids:
+        delete_artifact_files(session, store, execution_ids)
+        session.execute(sa.delete(ReportExecution).where(ReportExecution.id.in_(execution_ids)))
+    session.delete(report)

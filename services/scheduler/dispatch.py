@@ -38,9 +38,9 @@ def dispatch_due_reports(ctx: WorkerContext, *, now: datetime | None = None) -> 
     now = now or ctx.clock.now()
     to_publish: list[tuple[uuid.UUID, int]] = []
     while True:
-        batch = _claim_batch(ctx, now)
-        to_publish.extend(batch)
-        if len(batch) < BATCH:
+        claimed, created = _claim_batch(ctx, now)
+        to_publish.extend(created)
+        if claimed < BATCH:
             break
     for execution_id, delay_ms in to_publish:
         publish_render(ctx.publisher, execution_id, delay_ms=delay_ms or None)
@@ -49,7 +49,8 @@ def dispatch_due_reports(ctx: WorkerContext, *, now: datetime | None = None) -> 
     return to_publish
 
 
-def _claim_batch(ctx: WorkerContext, now: datetime) -> list[tuple[uuid.UUID, int]]:
+def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[tuple[uuid.UUID, int]]]:
+    """One transaction: lock up to BATCH due reports, insert their executions, advance them."""
     created: list[tuple[uuid.UUID, int]] = []
     with transaction(ctx.session_factory) as session:
         insert = _insert(session.get_bind().dialect.name)
@@ -66,6 +67,15 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> list[tuple[uuid.UUID, int
         )
         for report in due:
             scheduled_for = report.next_run_at
+            try:
+                # Missed occurrences (downtime) collapse into this one run.
+                following = next_run(parse_schedule(report.schedule), max(now, scheduled_for))
+            except ValueError as exc:
+                # A schedule that can no longer be computed (e.g. a zone gone from tzdata)
+                # must not block every other report: stop it and say why.
+                log.error("report stopped: its schedule is unusable: %s", exc, extra={"report_id": str(report.id)})
+                report.next_run_at = None
+                continue
             late = now - scheduled_for > LATE_AFTER
             execution_id = uuid.uuid4()
             inserted = session.execute(
@@ -86,17 +96,15 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> list[tuple[uuid.UUID, int
                 )
                 .on_conflict_do_nothing(index_elements=["report_id", "scheduled_for"])
             ).rowcount
-            # Missed occurrences (downtime) collapse into this one run.
-            report.next_run_at = next_run(parse_schedule(report.schedule), max(now, scheduled_for))
+            report.next_run_at = following
             if inserted:
                 delay = max(0, int((scheduled_for - now).total_seconds() * 1000))
                 created.append((execution_id, delay))
                 EXECUTIONS_QUEUED.labels("schedule").inc()
+                lag = (now - scheduled_for).total_seconds()
+                extra = {"report_id": str(report.id), "execution_id": str(execution_id), "lag_s": round(lag, 3)}
                 if late:
-                    log.warning(
-                        "report %s was due %s ago; running once now",
-                        report.id,
-                        now - scheduled_for,
-                        extra={"report_id": str(report.id)},
-                    )
-    return created
+                    log.warning("report was due %s ago; running once now", now - scheduled_for, extra=extra)
+                else:
+                    log.info("queued run scheduled for %s", scheduled_for.isoformat(), extra=extra)
+    return len(due), created

@@ -1,0 +1,231 @@
+"""The sweeper: nothing stays queued, running, rendered or sending forever.
+
+Messages can be lost (a publish that failed after the commit) and workers can die
+(SIGKILL, out of memory) while holding a run: the renderer's claim moved the run to
+`running`, and the redelivered message then finds it already `running` and does
+nothing. Once a minute this sweeper looks at every unfinished execution and either
+hands it back to the pipeline (re-publishing its message, counting `enqueue_count`)
+or, when that has been tried often enough, fails it with an error a user can read.
+
+Each verdict is a guarded UPDATE on rows locked FOR UPDATE SKIP LOCKED, so several
+scheduler replicas sweeping at once act on each execution once; messages go out
+only after the commit, like everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shared import executions
+from shared.config import Settings
+from shared.context import WorkerContext
+from shared.db import transaction
+from shared.metrics import EXECUTIONS
+from shared.models import Delivery, ReportExecution
+
+log = logging.getLogger(__name__)
+
+# How often one execution may be handed back to the pipeline before it is failed.
+MAX_ENQUEUES = 8
+# Grace beyond a time limit: Dramatiq's own time limit gets the first chance to act.
+GRACE = timedelta(seconds=30)
+# Re-publishing backs off (doubling) up to this interval, so an outage of the
+# renderer or mailer does not fill their queues with duplicates.
+MAX_INTERVAL = timedelta(hours=1)
+BATCH = 500
+
+
+@dataclass
+class SweepResult:
+    requeued: list[uuid.UUID] = field(default_factory=list)  # render_report re-published
+    redelivered: list[uuid.UUID] = field(default_factory=list)  # deliver_report re-published
+    failed: list[uuid.UUID] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.requeued or self.redelivered or self.failed)
+
+
+def _backoff(base: timedelta, enqueue_count: int) -> timedelta:
+    return min(base * 2 ** max(0, enqueue_count - 1), MAX_INTERVAL)
+
+
+def _latest(*moments: datetime | None) -> datetime:
+    return max(m for m in moments if m is not None)
+
+
+def queued_deadline(execution: ReportExecution, settings: Settings) -> datetime:
+    """When a queued run counts as lost. A run waiting for a retry may sit in the delay queue."""
+    base = timedelta(seconds=settings.stuck_queued_after_s)
+    if execution.attempts:
+        base += timedelta(seconds=settings.max_backoff_s)
+    reference = _latest(execution.queued_at, execution.last_enqueued_at, execution.scheduled_for)
+    return reference + _backoff(base, execution.enqueue_count)
+
+
+def running_deadline(execution: ReportExecution, settings: Settings) -> datetime:
+    return _latest(execution.started_at, execution.queued_at) + timedelta(seconds=settings.render_time_limit_s) + GRACE
+
+
+def rendered_deadline(execution: ReportExecution, settings: Settings) -> datetime:
+    reference = _latest(execution.rendered_at, execution.last_enqueued_at)
+    return reference + _backoff(timedelta(seconds=settings.stuck_queued_after_s), execution.enqueue_count)
+
+
+def sending_deadline(execution: ReportExecution, settings: Settings, last_activity: datetime | None) -> datetime:
+    """A mailer retry waits up to max_backoff between attempts, with no lease held."""
+    reference = _latest(execution.sending_at, execution.rendered_at, execution.last_enqueued_at, last_activity)
+    limit = timedelta(seconds=settings.mail_time_limit_s + settings.max_backoff_s)
+    return reference + _backoff(limit, 1) + GRACE
+
+
+def sweep_stuck_executions(ctx: WorkerContext, *, now: datetime | None = None) -> SweepResult:
+    """One sweep over unfinished executions; returns what it did."""
+    now = now or ctx.clock.now()
+    result = SweepResult()
+    with transaction(ctx.session_factory) as session:
+        for execution in _unfinished(session):
+            _judge(session, ctx.settings, execution, now, result)
+    for execution_id in result.requeued:
+        _publish(ctx, "render_report", execution_id)
+    for execution_id in result.redelivered:
+        _publish(ctx, "deliver_report", execution_id)
+    if result:
+        log.warning(
+            "sweeper: %d re-queued, %d re-sent to the mailer, %d failed",
+            len(result.requeued),
+            len(result.redelivered),
+            len(result.failed),
+        )
+    return result
+
+
+def _unfinished(session: Session) -> Iterable[ReportExecution]:
+    return (
+        session.execute(
+            sa.select(ReportExecution)
+            .where(ReportExecution.status.in_(("queued", "running", "rendered", "sending")))
+            .order_by(ReportExecution.queued_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def _judge(session: Session, settings: Settings, execution: ReportExecution, now: datetime, result: SweepResult):
+    status = execution.status
+    if status == "queued" and now > queued_deadline(execution, settings):
+        if execution.enqueue_count >= MAX_ENQUEUES:
+            _fail(session, execution, now, result, _never_started(execution, now))
+        elif _bump(session, execution, "queued", now):
+            result.requeued.append(execution.id)
+    elif status == "running" and now > running_deadline(execution, settings):
+        if execution.attempts > settings.render_max_retries or execution.enqueue_count >= MAX_ENQUEUES:
+            _fail(session, execution, now, result, _render_lost(execution, settings))
+        elif executions.move(
+            session,
+            execution.id,
+            expected="running",
+            target="queued",
+            now=now,
+            error=f"The renderer stopped without finishing (no result after {settings.render_time_limit_s} s); "
+            "the run was queued again.",
+            enqueue_count=ReportExecution.enqueue_count + 1,
+        ):
+            result.requeued.append(execution.id)
+    elif status == "rendered" and now > rendered_deadline(execution, settings):
+        if execution.enqueue_count >= MAX_ENQUEUES:
+            _fail(session, execution, now, result, "The files were rendered but no mailer picked the run up.")
+        elif _bump(session, execution, "rendered", now):
+            result.redelivered.append(execution.id)
+    elif status == "sending":
+        _judge_sending(session, settings, execution, now, result)
+
+
+def _judge_sending(session: Session, settings: Settings, execution: ReportExecution, now: datetime, result):
+    if execution.lease_expires_at is not None and execution.lease_expires_at > now:
+        return  # a mailer holds it
+    last_activity = session.execute(
+        sa.select(sa.func.max(Delivery.updated_at)).where(Delivery.execution_id == execution.id)
+    ).scalar_one_or_none()
+    if now <= sending_deadline(execution, settings, last_activity):
+        return
+    if execution.enqueue_count >= MAX_ENQUEUES:
+        target = close_from_ledger(session, execution, now)
+        if target:
+            result.failed.append(execution.id)
+    elif _bump(session, execution, "sending", now):
+        # The mailer's ledger sends only to recipients not yet reached.
+        result.redelivered.append(execution.id)
+
+
+def _bump(session: Session, execution: ReportExecution, status: str, now: datetime) -> bool:
+    return (
+        session.execute(
+            sa.update(ReportExecution)
+            .where(ReportExecution.id == execution.id, ReportExecution.status == status)
+            .values(enqueue_count=ReportExecution.enqueue_count + 1, last_enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
+
+
+def _fail(session: Session, execution: ReportExecution, now: datetime, result: SweepResult, error: str) -> None:
+    if executions.fail(session, execution.id, now=now, error=error):
+        EXECUTIONS.labels("failed", execution.trigger).inc()
+        result.failed.append(execution.id)
+        log.warning("sweeper failed a stuck run: %s", error, extra={"execution_id": str(execution.id)})
+
+
+def _never_started(execution: ReportExecution, now: datetime) -> str:
+    waited = int((now - execution.queued_at).total_seconds() // 60)
+    return (
+        f"The run never started: it was queued {execution.enqueue_count} times over {waited} minutes "
+        "and no renderer picked it up (is a renderer worker running?)."
+    )
+
+
+def _render_lost(execution: ReportExecution, settings: Settings) -> str:
+    return (
+        f"Rendering did not finish within the time limit of {settings.render_time_limit_s} s "
+        f"after {execution.attempts} attempt(s); the renderer worker stopped or was killed "
+        "(out of memory?). Try a smaller query or fewer formats."
+    )
+
+
+def close_from_ledger(session: Session, execution: ReportExecution, now: datetime) -> str | None:
+    """Close a `sending` run the mailer abandoned: success / partial / failed from its deliveries."""
+    session.execute(
+        sa.update(Delivery)
+        .where(Delivery.execution_id == execution.id, Delivery.status == "pending")
+        .values(status="failed", error=sa.func.coalesce(Delivery.error, "not delivered: the mailer did not finish"))
+    )
+    rows = session.execute(sa.select(Delivery.status).where(Delivery.execution_id == execution.id)).scalars().all()
+    sent = sum(1 for status in rows if status == "sent")
+    if rows and sent == len(rows):
+        target, error = "success", None
+    elif sent:
+        target, error = "partial", "Delivery did not finish; some recipients were not reached."
+    else:
+        target, error = "failed", "Delivery did not finish within the time limit; no recipient was reached."
+    if executions.move(session, execution.id, expected="sending", target=target, now=now, error=error):
+        EXECUTIONS.labels(target, execution.trigger).inc()
+        return target
+    return None
+
+
+def _publish(ctx: WorkerContext, actor: str, execution_id: uuid.UUID) -> None:
+    try:
+        ctx.publisher.send(actor, str(execution_id))
+    except Exception:
+        # The row says when it was last enqueued; the next sweep tries again.
+        log.exception("sweeper could not publish %s", actor, extra={"execution_id": str(execution_id)})
