@@ -7,45 +7,56 @@ import zipfile
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from services.renderer.writers import RenderedFile, RenderMeta, neutralise
-from shared.query.engine import ColumnInfo
+from services.renderer.writers import FORMULA_TRIGGERS, RenderedFile, RenderMeta, Section, neutralise
 from shared.text import slugify
 
-
-def csv_value(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return neutralise(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return value
+# Values the csv module already writes as we want them.
+_PLAIN = frozenset({int, float})
 
 
 class CsvWriter:
     format = "csv"
 
-    def __init__(self, workdir: Path, *, bom: bool = False):
+    def __init__(self, workdir: Path, *, bom: bool = False, timezone: str = "UTC"):
         self.workdir = workdir
         self.bom = bom
+        self.zone = ZoneInfo(timezone)
         self.sections: list[tuple[str, Path]] = []
         self._handle = None
-        self._writer = None
+        self._writerow = None
 
-    def begin_section(self, title: str, columns: list[ColumnInfo]) -> None:
-        path = self.workdir / f"section-{len(self.sections)}.csv"
+    def _value(self, value: object) -> object:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return neutralise(value)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, datetime):
+            # Aware times in the report's zone, offset kept: unambiguous and ISO 8601.
+            return (value.astimezone(self.zone) if value.tzinfo else value).isoformat()
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        return value
+
+    def begin_section(self, section: Section) -> None:
+        path = self.workdir / f"csv-section-{len(self.sections)}.csv"
         self._handle = open(path, "w", newline="", encoding="utf-8-sig" if self.bom else "utf-8")
-        self._writer = csv.writer(self._handle, dialect="excel", lineterminator="\r\n")
-        self._writer.writerow([neutralise(c.label or c.name) for c in columns])
-        self.sections.append((title, path))
+        writer = csv.writer(self._handle, dialect="excel", lineterminator="\r\n")
+        self._writerow = writer.writerow
+        self._writerow([neutralise(c.label or c.name) for c in section.columns])
+        self.sections.append((section.title, path))
 
     def write_row(self, row: tuple) -> None:
-        self._writer.writerow([csv_value(v) for v in row])
+        # The hot loop: plain numbers and harmless text skip the conversion call.
+        value, plain, triggers = self._value, _PLAIN, FORMULA_TRIGGERS
+        self._writerow(
+            [v if type(v) in plain or (type(v) is str and v[:1] not in triggers) else value(v) for v in row]
+        )
 
     def end_section(self, row_count: int, truncated: bool) -> None:
         self._handle.close()
@@ -60,7 +71,12 @@ class CsvWriter:
             for index, (title, path) in enumerate(self.sections, start=1):
                 name = f"{index:02d}-{slugify(title) or 'widget'}.csv"
                 while name in used:
-                    name = f"{index:02d}-{slugify(title)}-{len(used)}.csv"
+                    name = f"{index:02d}-{slugify(title) or 'widget'}-{len(used)}.csv"
                 used.add(name)
                 zf.write(path, name)
         return RenderedFile("csv", archive, f"{base_name}.csv.zip", "application/zip")
+
+    def discard(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None

@@ -1,0 +1,305 @@
+"""XLSX with openpyxl's write-only workbook: rows go to disk as they come, memory stays flat.
+
+Typed cells carry number formats from the catalog; the header is bold and frozen with
+an autofilter; column widths come from the first rows (a write-only sheet writes its
+column widths before its first row, so those rows are held back briefly). A section
+longer than one sheet continues on the next one. Dashboards get a cover sheet.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+
+from services.renderer.writers import (
+    FORMULA_TRIGGERS,
+    RenderedFile,
+    RenderMeta,
+    Section,
+    SectionResult,
+    truncation_note,
+)
+from services.renderer.writers.formatting import (
+    EXCEL_DATE,
+    EXCEL_DATETIME,
+    NUMERIC,
+    display_text,
+    excel_number_format,
+    local_naive,
+)
+from shared.query.engine import ColumnInfo
+
+EXCEL_MAX_ROWS = 1_048_576  # rows in one sheet, header included
+EXCEL_MAX_TEXT = 32_767
+WIDTH_SAMPLE_ROWS = 100
+MIN_WIDTH, MAX_WIDTH = 6, 60
+SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
+CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+HEADER_FONT = Font(bold=True)
+HEADER_FILL = PatternFill("solid", fgColor="DDE3EA")
+TITLE_FONT = Font(bold=True, size=14)
+NOTE_FONT = Font(italic=True, color="9C2F2F")
+
+
+def sheet_name(title: str, used: set[str]) -> str:
+    """Excel's rules: 31 characters, none of []:*?/\\, not blank, unique ignoring case."""
+    base = " ".join(SHEET_NAME_FORBIDDEN.sub(" ", title).split()).strip("'") or "Sheet"
+    base = "Sheet" if base.lower() == "history" else base
+    name, counter = base[:31], 2
+    while name.lower() in used:
+        suffix = f" ({counter})"
+        name = base[: 31 - len(suffix)].rstrip() + suffix
+        counter += 1
+    used.add(name.lower())
+    return name
+
+
+def clean_text(value: str) -> str:
+    if ILLEGAL_CHARACTERS_RE.search(value):
+        value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    return value[:EXCEL_MAX_TEXT]
+
+
+class _Cells:
+    """Styled cells of one sheet, made once and reused for every row.
+
+    The write-only sheet serialises each cell as soon as it is appended, so one
+    styled cell per (column, kind) can carry every row's value. This keeps the
+    per-cell cost close to writing bare values.
+    """
+
+    def __init__(self, ws, columns: list[ColumnInfo]):
+        self.ws = ws
+        self._cache: dict[tuple[int, str], WriteOnlyCell] = {}
+        self.formats = [excel_number_format(c) for c in columns]
+
+    def get(self, index: int, kind: str) -> WriteOnlyCell:
+        key = (index, kind)
+        cell = self._cache.get(key)
+        if cell is None:
+            cell = WriteOnlyCell(self.ws)
+            if kind == "text":
+                cell.quotePrefix = True  # Excel's own "this is text" marker ('=…)
+            elif kind == "date":
+                cell.number_format = EXCEL_DATE
+            elif kind == "datetime":
+                cell.number_format = EXCEL_DATETIME
+            elif kind == "number":
+                cell.number_format = self.formats[index]
+            self._cache[key] = cell
+        return cell
+
+
+class XlsxWriter:
+    format = "xlsx"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        timezone: str = "UTC",
+        cover: bool = False,
+        sheet_max_rows: int = EXCEL_MAX_ROWS,
+    ):
+        self.workdir = workdir
+        self.zone = ZoneInfo(timezone)
+        self.rows_per_sheet = sheet_max_rows - 1
+        self.workbook = Workbook(write_only=True)
+        self.used_names: set[str] = set()
+        self.cover = self.workbook.create_sheet(sheet_name("Summary", self.used_names)) if cover else None
+        self.results: list[SectionResult] = []
+        self._section: Section | None = None
+        self._ws = None
+        self._cells: _Cells | None = None
+        self._in_sheet = 0
+        self._pending: list[tuple] | None = None
+        self._widths: list[int] = []
+
+    # --- sections -----------------------------------------------------------------
+
+    def begin_section(self, section: Section) -> None:
+        self._section = section
+        self.results.append(SectionResult(section.title, filters=section.filters))
+        self._widths = [len(c.label or c.name) + 2 for c in section.columns]
+        self._pending = []
+        self._open_sheet()
+
+    def _open_sheet(self) -> None:
+        section = self._section
+        result = self.results[-1]
+        title = section.title if not result.parts else f"{section.title} ({len(result.parts) + 1})"
+        name = sheet_name(title, self.used_names)
+        ws = self.workbook.create_sheet(name)
+        ws.freeze_panes = "A2"
+        result.parts.append(name)
+        self._ws = ws
+        self._cells = _Cells(ws, section.columns)
+        self._in_sheet = 0
+        if self._pending is None:  # a continuation sheet: widths are known already
+            self._start_sheet()
+
+    def _start_sheet(self) -> None:
+        """Widths and the header must precede the first data row of a write-only sheet."""
+        ws = self._ws
+        for index, width in enumerate(self._widths, start=1):
+            ws.column_dimensions[get_column_letter(index)].width = max(MIN_WIDTH, min(MAX_WIDTH, width))
+        header = []
+        for column in self._section.columns:
+            cell = WriteOnlyCell(ws, value=clean_text(column.label or column.name))
+            cell.data_type = "s"
+            cell.font, cell.fill = HEADER_FONT, HEADER_FILL
+            cell.alignment = Alignment(vertical="center")
+            header.append(cell)
+        ws.append(header)
+
+    def write_row(self, row: tuple) -> None:
+        if self._pending is not None:
+            self._pending.append(row)
+            self._measure(row)
+            if len(self._pending) >= WIDTH_SAMPLE_ROWS:
+                self._flush_pending()
+            return
+        self._append(row)
+
+    def _measure(self, row: tuple) -> None:
+        widths, columns, zone = self._widths, self._section.columns, self.zone
+        for index, value in enumerate(row):
+            if value is not None:
+                length = max((len(line) for line in display_text(value, columns[index], zone).split("\n")), default=0)
+                if length + 2 > widths[index]:
+                    widths[index] = length + 2
+
+    def _flush_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        self._start_sheet()
+        for row in pending:
+            self._append(row)
+
+    def _append(self, row: tuple) -> None:
+        if self._in_sheet >= self.rows_per_sheet:
+            self._close_sheet()
+            self._open_sheet()
+        self._ws.append([self._cell(i, v) for i, v in enumerate(row)])
+        self._in_sheet += 1
+
+    def _cell(self, index: int, value: object) -> object:
+        if value is None:
+            return None
+        kind = type(value)
+        if kind is int or kind is float:
+            if self._cells.formats[index] is None:
+                return value
+            cell = self._cells.get(index, "number")
+        elif kind is str:
+            if ILLEGAL_CHARACTERS_RE.search(value) or len(value) > EXCEL_MAX_TEXT:
+                value = clean_text(value)
+            if not value or value[0] not in FORMULA_TRIGGERS:
+                return value
+            cell = self._cells.get(index, "text")
+            cell.value = value
+            cell.data_type = "s"  # never a formula
+            return cell
+        elif kind is bool:
+            return value
+        elif isinstance(value, datetime):
+            cell = self._cells.get(index, "datetime")
+            value = local_naive(value, self.zone)
+        elif isinstance(value, date):
+            cell = self._cells.get(index, "date")
+        elif isinstance(value, NUMERIC):
+            if self._cells.formats[index] is None:
+                return value
+            cell = self._cells.get(index, "number")
+        elif isinstance(value, (time, timedelta)):
+            return value
+        else:
+            return self._cell(index, display_text(value, self._section.columns[index], self.zone))
+        cell.value = value
+        return cell
+
+    def _close_sheet(self) -> None:
+        ws, columns = self._ws, self._section.columns
+        if columns:
+            ws.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{self._in_sheet + 1}"
+
+    def end_section(self, row_count: int, truncated: bool) -> None:
+        if self._pending is not None:
+            self._flush_pending()
+        result = self.results[-1]
+        result.row_count, result.truncated = row_count, truncated
+        self._close_sheet()
+        if truncated:
+            self._ws.append([])
+            self._ws.append([self._note(truncation_note(row_count))])
+
+    def _note(self, text: str) -> WriteOnlyCell:
+        cell = WriteOnlyCell(self._ws, value=clean_text(text))
+        cell.data_type = "s"
+        cell.font = NOTE_FONT
+        return cell
+
+    # --- the file -----------------------------------------------------------------
+
+    def _text(self, ws, value: str | None, font: Font | None = None) -> WriteOnlyCell:
+        cell = WriteOnlyCell(ws, value=clean_text(value or ""))
+        cell.data_type = "s"
+        if value and value[0] in FORMULA_TRIGGERS:
+            cell.quotePrefix = True
+        if font is not None:
+            cell.font = font
+        return cell
+
+    def _write_cover(self, meta: RenderMeta) -> None:
+        ws = self.cover
+        for letter, width in zip("ABCDE", (34, 28, 12, 40, 50), strict=True):
+            ws.column_dimensions[letter].width = width
+        ws.append([self._text(ws, meta.report_name, TITLE_FONT)])
+        if meta.description:
+            ws.append([self._text(ws, meta.description)])
+        ws.append([self._text(ws, "Run time", HEADER_FONT), self._text(ws, meta.run_time_local)])
+        ws.append([self._text(ws, "Time zone", HEADER_FONT), self._text(ws, meta.timezone)])
+        ws.append([])
+        ws.append(
+            [self._text(ws, label, HEADER_FONT) for label in ("Section", "Sheets", "Rows", "Filters applied", "Note")]
+        )
+        for result in self.results:
+            count = WriteOnlyCell(ws, value=result.row_count)
+            count.number_format = "#,##0"
+            ws.append(
+                [
+                    self._text(ws, result.title),
+                    self._text(ws, ", ".join(result.parts)),
+                    count,
+                    self._text(ws, "; ".join(result.filters) or "none"),
+                    self._text(ws, truncation_note(result.row_count) if result.truncated else ""),
+                ]
+            )
+
+    def finish(self, meta: RenderMeta, base_name: str) -> RenderedFile:
+        if self.cover is not None:
+            self._write_cover(meta)
+        if not self.results:  # a dashboard without widgets still opens in Excel
+            self.workbook.create_sheet(sheet_name(meta.report_name, self.used_names))
+        path = self.workdir / "report.xlsx"
+        self.workbook.save(path)
+        return RenderedFile("xlsx", path, f"{base_name}.xlsx", CONTENT_TYPE)
+
+    def discard(self) -> None:
+        """Remove the sheets' temporary files (write-only sheets spool to /tmp)."""
+        for ws in self.workbook.worksheets:
+            writer = getattr(ws, "_writer", None)
+            if writer is not None:
+                try:
+                    writer.xf.close()
+                    writer.cleanup()
+                except Exception:  # noqa: S110 - best effort after a failure
+                    pass
