@@ -229,9 +229,7 @@ class ApiHarness:
 
 
 def build_harness(database_url: str, tmp_path, **env) -> ApiHarness:
-    settings = make_settings(
-        BIAPP_DATABASE_URL=database_url, BIAPP_SQLITE_ROOT=str(tmp_path / "sqlite"), **env
-    )
+    settings = make_settings(BIAPP_DATABASE_URL=database_url, BIAPP_SQLITE_ROOT=str(tmp_path / "sqlite"), **env)
     (tmp_path / "sqlite").mkdir(exist_ok=True)
     publisher = RecordingPublisher()
     factory = make_session_factory(make_engine(settings.database_url))

@@ -66,7 +66,11 @@ class Process:
         self._log = open(log, "wb") if log else subprocess.DEVNULL
         biapp = str(Path(sys.executable).with_name("biapp"))
         self.proc = subprocess.Popen(
-            [biapp, *args], env=full_env, cwd=cwd or ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            [biapp, *args],
+            env=full_env,
+            cwd=cwd or ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
