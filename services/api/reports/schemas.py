@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from webargs.fields import DelimitedList
 
-from shared.models.reports import FORMATS
+from services.api.pagination import PageArgs
+from shared.models.reports import EXECUTION_STATES, FORMATS, TRIGGERS
 from shared.schedules import ScheduleError, parse_schedule
 
 MAX_RECIPIENTS = 100
+MAX_NEXT_RUNS = 366
 
 
 def _clean_addresses(values: list[str]) -> list[str]:
@@ -104,3 +109,46 @@ class ReportSchema(Schema):
 class RunAcceptedSchema(Schema):
     execution_id = fields.UUID()
     status = fields.String()
+
+
+class _Moment(fields.Field):
+    """An ISO 8601 date or date-time; a naive value is UTC. A bare date is that day's start,
+    or with `end_of_day` the start of the next day (so `to=2024-06-30` includes the 30th)."""
+
+    def __init__(self, *, end_of_day: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.end_of_day = end_of_day
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        message = "must be an ISO 8601 date (2024-06-30) or date-time"
+        if not isinstance(value, str):
+            raise ValidationError(message)
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError(message) from None
+        if self.end_of_day and len(value.strip()) == 10:
+            moment += timedelta(days=1)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class HistoryArgs(PageArgs):
+    status = DelimitedList(fields.String(validate=validate.OneOf(EXECUTION_STATES)), load_default=list)
+    trigger = DelimitedList(fields.String(validate=validate.OneOf(TRIGGERS)), load_default=list)
+    since = _Moment(data_key="from", load_default=None)
+    until = _Moment(data_key="to", load_default=None, end_of_day=True)
+
+    @validates_schema
+    def _range(self, data, **kwargs):
+        since, until = data.get("since"), data.get("until")
+        if since and until and until <= since:
+            raise ValidationError("must be after 'from'", field_name="to")
+
+
+class NextRunsArgs(Schema):
+    count = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_NEXT_RUNS))
+
+
+class NextRunSchema(Schema):
+    at_utc = fields.DateTime()
+    at_local = fields.DateTime()

@@ -7,11 +7,11 @@ from flask_smorest import Blueprint
 
 from services.api.executions.schemas import ExecutionSchema
 from services.api.pagination import PageArgs, page_schema, paginate
-from services.api.reports.schemas import ReportSchema, RunAcceptedSchema
+from services.api.reports.schemas import HistoryArgs, NextRunsArgs, NextRunSchema, ReportSchema, RunAcceptedSchema
 from services.api.runtime import db, runtime
 from services.api.security import get_owned, login_required, me
 from shared import reports, runs
-from shared.models import ReportExecution, ScheduledReport
+from shared.models import ScheduledReport
 
 blp = Blueprint("scheduled_reports", __name__, url_prefix="/api/scheduled-reports", description="Scheduled reports")
 
@@ -82,7 +82,7 @@ def update_report(data, report_id):
 def delete_report(report_id):
     session = db()
     report = _get(report_id, writable=True)
-    session.delete(report)
+    reports.delete_report(session, runtime().store, report)
     session.commit()
 
 
@@ -113,14 +113,23 @@ def test_report(report_id):
 
 @blp.route("/<uuid:report_id>/executions", methods=["GET"])
 @login_required()
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(HistoryArgs, location="query")
 @blp.response(200, page_schema(ExecutionSchema))
 def list_executions(args, report_id):
+    """Runs of this report, newest first; filter by status, trigger and a from/to range."""
     report = _get(report_id)
-    query = (
-        sa.select(ReportExecution)
-        .where(ReportExecution.report_id == report.id)
-        .order_by(ReportExecution.queued_at.desc(), ReportExecution.id)
+    query = reports.history_query(
+        report.id, status=args["status"], trigger=args["trigger"], since=args.get("since"), until=args.get("until")
     )
     body, headers = paginate(db(), query, args)
     return body, 200, headers
+
+
+@blp.route("/<uuid:report_id>/next-runs", methods=["GET"])
+@login_required()
+@blp.arguments(NextRunsArgs, location="query")
+@blp.response(200, NextRunSchema(many=True))
+def next_runs(args, report_id):
+    """Preview the next runs (up to 366) in UTC and in the report's time zone."""
+    report = _get(report_id)
+    return reports.upcoming_runs(report, runtime().clock.now(), args["count"])
