@@ -17,14 +17,16 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from services.renderer.writers import RenderedFile, RenderMeta, Writer
+from services.renderer.writers import RenderedFile, RenderMeta, Section, Writer
 from services.renderer.writers.csv_writer import CsvWriter
+from services.renderer.writers.pdf_writer import PdfWriter
+from services.renderer.writers.xlsx_writer import XlsxWriter
 from shared import executions
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import NotFoundError, PermanentError, RenderFailedError, TransientError
 from shared.metrics import EXECUTIONS, RENDER_ROWS, RENDER_SECONDS, SCHEDULER_LAG
-from shared.models import Artifact, ReportExecution, SavedQuery, ScheduledReport
+from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport
 from shared.query.engine import open_stream
 from shared.text import slugify
 
@@ -35,13 +37,23 @@ class RetryLater(Exception):
     """Raised to let Dramatiq retry a transient failure (the run went back to queued)."""
 
 
-def build_writers(formats: list[str], workdir: Path, report: ScheduledReport) -> list[Writer]:
+def build_writers(
+    formats: list[str], workdir: Path, report: ScheduledReport, *, pdf_max_rows: int = 1000
+) -> list[Writer]:
+    zone = report.timezone or "UTC"
     writers: list[Writer] = []
-    for fmt in formats:
+    for fmt in dict.fromkeys(formats):  # each format once, in the report's order
         if fmt == "csv":
-            writers.append(CsvWriter(workdir, bom=report.csv_bom))
+            writers.append(CsvWriter(workdir, bom=bool(report.csv_bom), timezone=zone))
+        elif fmt == "xlsx":
+            writers.append(XlsxWriter(workdir, timezone=zone, cover=report.dashboard_id is not None))
+        elif fmt == "pdf":
+            full = tuple(f for f in ("xlsx", "csv") if f in formats)
+            writers.append(PdfWriter(workdir, timezone=zone, max_rows=pdf_max_rows, full_data_in=full))
         else:
             raise RenderFailedError(f"format {fmt!r} is not available")
+    if not writers:
+        raise RenderFailedError("The report has no output formats.")
     return writers
 
 
@@ -57,34 +69,88 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sections(session, report: ScheduledReport) -> list[tuple[str, SavedQuery]]:
+def describe_filters(query: SavedQuery) -> tuple[str, ...]:
+    """A semantic query's filters as people read them: `region ne APAC`."""
+    filters = ((query.definition or {}).get("filters") or []) if query.kind == "semantic" else []
+    return tuple(f"{f.get('field')} {f.get('op')} {f.get('value')}" for f in filters if isinstance(f, dict))
+
+
+def _sections(session, report: ScheduledReport) -> list[tuple[str, SavedQuery, str]]:
+    """(title, query, chart) for the report's query, or for each widget of its dashboard in order."""
     if report.saved_query_id:
         query = session.get(SavedQuery, report.saved_query_id)
         if query is None:
             raise NotFoundError("The report's saved query no longer exists.")
-        return [(report.name, query)]
-    raise RenderFailedError("dashboard reports are not supported by this renderer yet")
+        return [(report.name, query, "table")]
+    dashboard = session.get(Dashboard, report.dashboard_id)
+    if dashboard is None:
+        raise NotFoundError("The report's dashboard no longer exists.")
+    sections = []
+    for widget in sorted(dashboard.widgets, key=lambda w: w.position):
+        query = session.get(SavedQuery, widget.saved_query_id)
+        if query is None:
+            raise NotFoundError(f"The saved query of widget {widget.title!r} no longer exists.")
+        sections.append((widget.title, query, widget.chart))
+    return sections
+
+
+def _failed(writer: Writer, exc: Exception) -> RenderFailedError:
+    log.exception("%s writer failed", writer.format)
+    return RenderFailedError(f"Writing the {writer.format.upper()} file failed ({type(exc).__name__}).")
 
 
 def write_files(ctx: WorkerContext, session, report: ScheduledReport, workdir: Path, now: datetime):
-    """One pass over each section's rows, fanned out to every writer."""
-    writers = build_writers(report.formats, workdir, report)
+    """One pass over each section's rows, fanned out to every writer.
+
+    Any writer failing fails the whole render: an incomplete set is never sent.
+    """
+    writers = build_writers(report.formats, workdir, report, pdf_max_rows=ctx.settings.pdf_max_rows)
     total_rows = 0
     truncated = False
-    for title, query in _sections(session, report):
-        with open_stream(
-            session, query, engines=ctx.engines, settings=ctx.settings, timezone=report.timezone, now=now
-        ) as stream:
-            for writer in writers:
-                writer.begin_section(title, stream.columns)
-            for row in stream:
+    try:
+        for title, query, chart in _sections(session, report):
+            with open_stream(
+                session, query, engines=ctx.engines, settings=ctx.settings, timezone=report.timezone, now=now
+            ) as stream:
+                section = Section(title, list(stream.columns), chart=chart, filters=describe_filters(query))
                 for writer in writers:
-                    writer.write_row(row)
-            for writer in writers:
-                writer.end_section(stream.row_count, stream.truncated)
-            total_rows += stream.row_count
-            truncated = truncated or stream.truncated
+                    writer.begin_section(section)
+                for row in stream:
+                    for writer in writers:
+                        try:
+                            writer.write_row(row)
+                        except Exception as exc:
+                            raise _failed(writer, exc) from exc
+                for writer in writers:
+                    writer.end_section(stream.row_count, stream.truncated)
+                total_rows += stream.row_count
+                truncated = truncated or stream.truncated
+    except BaseException:
+        discard_all(writers)
+        raise
     return writers, total_rows, truncated
+
+
+def discard_all(writers: list[Writer]) -> None:
+    for writer in writers:
+        try:
+            writer.discard()
+        except Exception:
+            log.warning("could not release the %s writer's files", writer.format, exc_info=True)
+
+
+def finish_all(writers: list[Writer], meta: RenderMeta, base_name: str) -> list[RenderedFile]:
+    files = []
+    try:
+        for writer in writers:
+            try:
+                files.append(writer.finish(meta, base_name))
+            except Exception as exc:
+                raise _failed(writer, exc) from exc
+    except BaseException:
+        discard_all(writers)
+        raise
+    return files
 
 
 def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> ReportExecution | None:
@@ -135,6 +201,23 @@ def render_execution(ctx: WorkerContext, execution_id: str) -> None:
 
 
 def _render_and_store(ctx: WorkerContext, execution: ReportExecution, workdir: Path) -> str:
+    """Render and store in one transaction; files written outside the database are removed if it fails."""
+    saved: list[Artifact] = []
+    replaced: list[Artifact] = []
+    try:
+        outcome = _render_in_transaction(ctx, execution, workdir, saved, replaced)
+    except BaseException:
+        for artifact in saved:
+            ctx.store.discard(artifact)
+        raise
+    for old in replaced:  # committed: the earlier attempt's files can go
+        ctx.store.discard(old)
+    return outcome
+
+
+def _render_in_transaction(
+    ctx: WorkerContext, execution: ReportExecution, workdir: Path, saved: list[Artifact], replaced: list[Artifact]
+) -> str:
     settings = ctx.settings
     now = ctx.clock.now()
     with transaction(ctx.session_factory) as session:
@@ -149,17 +232,22 @@ def _render_and_store(ctx: WorkerContext, execution: ReportExecution, workdir: P
             run_time_local=f"{run_local:%Y-%m-%d %H:%M} {run_local.tzname()}",
             timezone=report.timezone,
             description=report.description,
+            max_report_rows=settings.max_report_rows,
         )
         RENDER_ROWS.observe(row_count)
         if row_count == 0 and not report.send_if_empty:
+            discard_all(writers)
             executions.move(
                 session, execution.id, expected="running", target="skipped", now=ctx.clock.now(), row_count=0
             )
             return "skipped"
-        files: list[RenderedFile] = [w.finish(meta, base_filename(report.name, run_local)) for w in writers]
-        # Leftovers of an earlier, interrupted attempt go in the same transaction.
+        files: list[RenderedFile] = finish_all(writers, meta, base_filename(report.name, run_local))
+        # Leftovers of an earlier, interrupted attempt go in the same transaction;
+        # their files outside the database are removed once it has committed.
         for old in session.execute(sa.select(Artifact).where(Artifact.execution_id == execution.id)).scalars():
-            ctx.store.delete(session, old)
+            if old.storage == "database":
+                ctx.store.delete(session, old)
+            replaced.append(old)
             session.delete(old)
         for rendered in files:
             artifact = Artifact(
@@ -176,6 +264,7 @@ def _render_and_store(ctx: WorkerContext, execution: ReportExecution, workdir: P
             session.add(artifact)
             with open(rendered.path, "rb") as handle:
                 ctx.store.save(session, artifact, handle)
+            saved.append(artifact)
         moved = executions.move(
             session,
             execution.id,

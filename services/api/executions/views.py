@@ -39,21 +39,34 @@ def content_disposition(filename: str) -> str:
 
 
 def stream_artifact(artifact: Artifact) -> Response:
-    if artifact.purged_at is not None:
+    """The file in chunks from whichever store holds it; 410 once expired or purged."""
+    if artifact.purged_at is not None or artifact.expires_at <= runtime().clock.now():
         raise GoneError("This file has expired and was removed.")
     session = runtime().session_factory()
-    store = runtime().store
+    chunks = iter(runtime().store.open(session, artifact))
+    try:
+        first = next(chunks, None)
+    except Exception:
+        session.close()
+        raise
+    if first is None and artifact.size > 0:
+        session.close()
+        raise GoneError("This file is no longer available.")
 
     def generate():
         try:
-            yield from store.open(session, artifact)
+            if first is not None:
+                yield first
+            yield from chunks
         finally:
             session.close()
 
-    response = Response(stream_with_context(generate()), mimetype=artifact.content_type)
+    response = Response(stream_with_context(generate()), content_type=artifact.content_type)
     response.headers["Content-Disposition"] = content_disposition(artifact.filename)
     response.headers["Content-Length"] = str(artifact.size)
     response.headers["X-Content-SHA256"] = artifact.sha256
+    response.headers["ETag"] = f'"{artifact.sha256}"'
+    response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 

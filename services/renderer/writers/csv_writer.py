@@ -54,9 +54,7 @@ class CsvWriter:
     def write_row(self, row: tuple) -> None:
         # The hot loop: plain numbers and harmless text skip the conversion call.
         value, plain, triggers = self._value, _PLAIN, FORMULA_TRIGGERS
-        self._writerow(
-            [v if type(v) in plain or (type(v) is str and v[:1] not in triggers) else value(v) for v in row]
-        )
+        self._writerow([v if type(v) in plain or (type(v) is str and v[:1] not in triggers) else value(v) for v in row])
 
     def end_section(self, row_count: int, truncated: bool) -> None:
         self._handle.close()
