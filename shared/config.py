@@ -40,6 +40,7 @@ class Settings:
     sqlite_root: str = "./var/sqlite"
     smtp_allowed_hosts: tuple[str, ...] = ()
     smtp_timeout_s: int = 30
+    smtp_ca_file: str | None = None
     log_format: str = "json"
     log_level: str = "INFO"
     jwt_expires_s: int = 3600
@@ -163,6 +164,12 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _existing_file(raw: str) -> str:
+    if not Path(raw).is_file():
+        raise ValueError(f"must name a readable file, {raw!r} does not exist")
+    return raw
+
+
 # name -> (attribute, parser, required)
 _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_DATABASE_URL": ("database_url", _database_url, True),
@@ -183,6 +190,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_SQLITE_ROOT": ("sqlite_root", _text, False),
     "BIAPP_SMTP_ALLOWED_HOSTS": ("smtp_allowed_hosts", _hosts, False),
     "BIAPP_SMTP_TIMEOUT_S": ("smtp_timeout_s", _int(1, 300), False),
+    "BIAPP_SMTP_CA_FILE": ("smtp_ca_file", _existing_file, False),
     "BIAPP_LOG_FORMAT": ("log_format", _choice("json", "text"), False),
     "BIAPP_LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), False),
     "BIAPP_JWT_EXPIRES_S": ("jwt_expires_s", _int(60, 30 * 86400), False),

@@ -1,4 +1,10 @@
-"""Which SMTP settings a report's owner sends with: their own, else the system default."""
+"""Which SMTP settings a report's owner sends with, and where SMTP connections may go.
+
+A user's own configuration wins; otherwise the system-wide default set by an
+admin. BIAPP_SMTP_ALLOWED_HOSTS, when set, limits the hosts any configuration may
+name (checked when saving, testing and sending): an entry `smtp.example.com`
+matches that host only, `.example.com` (or `*.example.com`) any host under it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from shared.config import Settings
 from shared.errors import SmtpConfigurationError
 from shared.models import EmailConfig
 
@@ -28,3 +35,23 @@ def effective(session: Session, owner_id: uuid.UUID) -> EmailConfig:
             "No email configuration: set one with PUT /api/email-config (or ask an admin for a system default)."
         )
     return config
+
+
+def host_allowed(settings: Settings, host: str) -> bool:
+    allowed = settings.smtp_allowed_hosts
+    if not allowed:
+        return True
+    name = host.strip().rstrip(".").lower()
+    for entry in allowed:
+        suffix = entry[1:] if entry.startswith("*.") else entry
+        if suffix.startswith("."):
+            if name.endswith(suffix):
+                return True
+        elif name == entry:
+            return True
+    return False
+
+
+def check_host_allowed(settings: Settings, host: str) -> None:
+    if not host_allowed(settings, host):
+        raise SmtpConfigurationError(f"SMTP host {host!r} is not in BIAPP_SMTP_ALLOWED_HOSTS.")

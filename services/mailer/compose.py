@@ -1,24 +1,48 @@
-"""Build one MIME message per recipient from the report's sandboxed templates."""
+"""Build one MIME message per recipient from the report's sandboxed templates.
+
+Who sees whom: every recipient gets a copy of their own, so no address is ever
+disclosed to anyone else. A `to` recipient's copy says `To: <them>`; a `cc`
+recipient's copy says `To: undisclosed-recipients:;` and `Cc: <them>`, so they
+can tell at a glance that they were copied rather than addressed.
+
+Templates (subject and body) run in Jinja2's immutable sandbox with strict
+undefined variables and a cap on output size; a template that reaches for
+internals fails the run with a clear message instead of running. A subject is
+always one line: CR, LF and other control characters collapse to spaces.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import unicodedata
+from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import Address
+from email import message_from_bytes
+from email.headerregistry import Address, Group
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.policy import SMTP, default
+from email.utils import format_datetime
 
-from jinja2 import StrictUndefined
+from jinja2 import Environment, StrictUndefined, select_autoescape
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
 
 from shared.errors import PermanentError
 
 _ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 _HTML_ENV = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+# Our own layout, not user input: a plain (autoescaping) environment is enough.
+_LAYOUT_ENV = Environment(autoescape=select_autoescape(default=True), undefined=StrictUndefined)
 
 DEFAULT_SUBJECT = "{{ report_name }} – {{ date }}"
-DEFAULT_BODY = "{{ report_name }} for {{ date }}: {{ row_count }} rows. The files are attached."
+DEFAULT_BODY = "{{ report_name }} for {{ date }} ({{ run_time }}): {{ row_count }} rows."
+MAX_SUBJECT_CHARS = 250
+MAX_BODY_CHARS = 200_000
+PREVIEW_ROWS = 20
+PREVIEW_CELL_CHARS = 120
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -29,38 +53,229 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class DownloadLink:
+    """A file too large to attach even zipped: a signed URL valid until `expires_at`."""
+
+    filename: str
+    url: str
+    size: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The first rows of the report, read back from a rendered file."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    total_rows: int
+
+    @property
+    def shown(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True)
 class MailContent:
     subject: str
     text: str
     html: str | None
-    attachments: tuple[Attachment, ...]
+    attachments: tuple[Attachment, ...] = ()
+    links: tuple[DownloadLink, ...] = field(default=())
 
 
 def template_context(report_name: str, run_local: datetime, row_count: int, timezone: str) -> dict:
     return {
         "report_name": report_name,
         "date": run_local.strftime("%Y-%m-%d"),
-        "run_time": run_local.strftime("%Y-%m-%d %H:%M %Z"),
+        "run_time": run_local.strftime("%Y-%m-%d %H:%M %Z").strip(),
         "row_count": row_count,
         "timezone": timezone,
     }
 
 
-def render_template(source: str, context: dict, *, html: bool = False, field: str = "template") -> str:
+def render_template(
+    source: str, context: dict, *, html: bool = False, field: str = "template", limit: int = MAX_BODY_CHARS
+) -> str:
+    """Render a user template in the sandbox; PermanentError (a clear message) on anything unsafe or invalid."""
     env = _HTML_ENV if html else _ENV
     try:
-        return env.from_string(source).render(**context)
+        parts: list[str] = []
+        size = 0
+        for piece in env.from_string(source).generate(**context):
+            parts.append(piece)
+            size += len(piece)
+            if size > limit:
+                raise PermanentError(f"The {field} template produces more than {limit} characters.")
+        return "".join(parts)
     except SecurityError:
         raise PermanentError(f"The {field} template tried something unsafe and was refused.") from None
     except TemplateError as exc:
-        raise PermanentError(f"The {field} template is invalid: {exc}") from None
+        raise PermanentError(f"The {field} template is invalid: {exc.message or type(exc).__name__}") from None
+
+
+def one_line(text: str, limit: int) -> str:
+    """Collapse CR/LF, tabs and any other control character: a header value is one line."""
+    return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
 def render_subject(source: str | None, context: dict, *, test: bool) -> str:
-    subject = render_template(source or DEFAULT_SUBJECT, context, field="subject")
-    # No header injection: a subject is one line whatever the template produced.
-    subject = " ".join(subject.split())[:250]
+    subject = one_line(
+        render_template(source or DEFAULT_SUBJECT, context, field="subject", limit=4000), MAX_SUBJECT_CHARS
+    )
+    subject = subject or one_line(render_template(DEFAULT_SUBJECT, context, field="subject"), MAX_SUBJECT_CHARS)
     return f"[TEST] {subject}" if test else subject
+
+
+def safe_filename(name: str) -> str:
+    """A file name without paths, quotes or control characters; non-ASCII is kept (RFC 2231 encodes it)."""
+    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = _CONTROL.sub("", base).replace('"', "").strip(" .")
+    return base[:200] or "attachment"
+
+
+def _cell(value: str) -> str:
+    value = one_line(value, PREVIEW_CELL_CHARS + 1)
+    return value if len(value) <= PREVIEW_CELL_CHARS else value[: PREVIEW_CELL_CHARS - 1] + "…"
+
+
+def text_table(preview: Preview) -> str:
+    """A fixed-width plain-text table for the text/plain part."""
+    rows = [[_cell(c) for c in preview.columns]] + [[_cell(v) for v in row] for row in preview.rows]
+    widths = [max(len(r[i]) if i < len(r) else 0 for r in rows) for i in range(len(preview.columns))]
+    lines = [" | ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip() for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+_HTML_LAYOUT = _LAYOUT_ENV.from_string(
+    """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{{ subject }}</title></head>
+<body style="font-family: Arial, Helvetica, sans-serif; font-size: 14px; color: #222;">
+<div>{{ body }}</div>
+{% if preview and preview.rows %}
+<p style="margin-top: 16px; color: #555;">First {{ preview.shown }} of {{ preview.total_rows }} rows:</p>
+<table style="border-collapse: collapse; font-size: 13px;">
+<thead><tr>{% for column in preview.columns %}<th style="border: 1px solid #ccc; padding: 4px 8px;
+ background: #f2f2f2; text-align: left;">{{ cell(column) }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in preview.rows %}<tr>{% for value in row %}<td style="border: 1px solid #ddd;
+ padding: 4px 8px;">{{ cell(value) }}</td>{% endfor %}</tr>{% endfor %}</tbody>
+</table>
+{% endif %}
+{% if attachments %}<p style="color: #555;">Attached: {{ attachments | join(", ") }}.</p>{% endif %}
+{% if links %}<p><strong>Too large to attach</strong> — download without logging in until the link expires:</p>
+<ul>{% for link in links %}<li><a href="{{ link.url }}">{{ link.filename }}</a> ({{ size(link.size) }}),
+ expires {{ link.expires_at.strftime("%Y-%m-%d %H:%M UTC") }}</li>{% endfor %}</ul>{% endif %}
+</body></html>
+"""
+)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+def compose_body(
+    source: str | None,
+    context: dict,
+    *,
+    subject: str,
+    preview: Preview | None,
+    attachments: tuple[Attachment, ...],
+    links: tuple[DownloadLink, ...],
+) -> tuple[str, str]:
+    """(plain text, HTML) from the report's body template plus the preview and a note on the files."""
+    template = source or DEFAULT_BODY
+    text_intro = render_template(template, context, field="body")
+    html_intro = render_template(template, context, html=True, field="body")
+    if "<" not in template:
+        # A plain-text template: keep its line breaks in the HTML part too.
+        html_intro = html_intro.replace("\n", "<br>\n")
+    names = [a.filename for a in attachments]
+    # The sandbox rendered the body with autoescape on: every variable in it is already escaped.
+    body = Markup(html_intro)  # noqa: S704
+    html = _HTML_LAYOUT.render(
+        subject=subject,
+        body=body,
+        preview=preview,
+        cell=_cell,
+        attachments=names,
+        links=links,
+        size=human_size,
+    )
+    text = [text_intro.strip()]
+    if preview and preview.rows:
+        text.append(f"First {preview.shown} of {preview.total_rows} rows:\n\n{text_table(preview)}")
+    if names:
+        text.append("Attached: " + ", ".join(names) + ".")
+    if links:
+        lines = ["Too large to attach - download without logging in until the link expires:"]
+        lines += [
+            f"- {link.filename} ({human_size(link.size)}), expires {link.expires_at:%Y-%m-%d %H:%M} UTC:\n  {link.url}"
+            for link in links
+        ]
+        text.append("\n".join(lines))
+    return "\n\n".join(text) + "\n", html
+
+
+def _base_message(content: MailContent, *, sender: str, sender_name: str | None, reply_to: str | None) -> EmailMessage:
+    """Everything every copy shares: subject, sender, body and files (no recipient, date or id)."""
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = content.subject
+    message["From"] = Address(display_name=one_line(sender_name or "", 200), addr_spec=sender)
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message.set_content(content.text, cte="quoted-printable")
+    if content.html:
+        message.add_alternative(content.html, subtype="html", cte="quoted-printable")
+    for attachment in content.attachments:
+        mime, _, raw_params = attachment.content_type.partition(";")
+        maintype, _, subtype = mime.strip().lower().partition("/")
+        params = {}
+        for param in raw_params.split(";"):
+            key, sep, value = param.strip().partition("=")
+            if sep and key:
+                params[key.strip().lower()] = value.strip().strip('"')
+        message.add_attachment(
+            attachment.data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=safe_filename(attachment.filename),
+            params=params or None,
+        )
+    return message
+
+
+class PreparedMail:
+    """The shared part of a message serialised once; each copy only adds its own few headers.
+
+    Encoding a multi-megabyte attachment per recipient would dominate a large
+    send, so the body bytes are built once and reused for every copy.
+    """
+
+    def __init__(self, content: MailContent, *, sender: str, sender_name: str | None, reply_to: str | None):
+        raw = _base_message(content, sender=sender, sender_name=sender_name, reply_to=reply_to).as_bytes()
+        self._head, _, self._body = raw.partition(b"\r\n\r\n")
+
+    def for_recipient(self, recipient: str, *, kind: str = "to", now: datetime, message_id: str) -> bytes:
+        """The full RFC 5322 bytes of one copy; its headers name `recipient` only."""
+        headers = EmailMessage(policy=SMTP)
+        if kind == "cc":
+            headers["To"] = Group("undisclosed-recipients")
+            headers["Cc"] = recipient
+        else:
+            headers["To"] = recipient
+        headers["Date"] = format_datetime(now)
+        headers["Message-ID"] = message_id
+        own = headers.as_bytes().partition(b"\r\n\r\n")[0]
+        return own + b"\r\n" + self._head + b"\r\n\r\n" + self._body
 
 
 def build_message(
@@ -69,24 +284,20 @@ def build_message(
     sender: str,
     sender_name: str | None,
     recipient: str,
+    kind: str = "to",
     reply_to: str | None,
     now: datetime,
+    message_id: str,
 ) -> EmailMessage:
-    message = EmailMessage()
-    message["Subject"] = content.subject
-    message["From"] = Address(display_name=sender_name or "", addr_spec=sender)
-    message["To"] = recipient
-    if reply_to:
-        message["Reply-To"] = reply_to
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1])
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(content.text)
-    if content.html:
-        message.add_alternative(content.html, subtype="html")
-    for attachment in content.attachments:
-        maintype, _, subtype = attachment.content_type.split(";")[0].partition("/")
-        message.add_attachment(
-            attachment.data, maintype=maintype, subtype=subtype or "octet-stream", filename=attachment.filename
-        )
-    return message
+    """One copy as an EmailMessage (what a mail client would parse)."""
+    raw = PreparedMail(content, sender=sender, sender_name=sender_name, reply_to=reply_to).for_recipient(
+        recipient, kind=kind, now=now, message_id=message_id
+    )
+    return message_from_bytes(raw, policy=default)
+
+
+def message_id_for(delivery_id: object, sender: str) -> str:
+    """Stable per (execution, recipient): a copy sent again after a crash carries the same Message-ID,
+    so mail clients that de-duplicate by it show one message."""
+    domain = sender.rsplit("@", 1)[-1] or "biapp.invalid"
+    return f"<biapp.{delivery_id}@{domain}>"

@@ -1,44 +1,68 @@
 """Deliver one execution: the ledger, not the broker, decides who still needs a copy.
 
 Each (execution, recipient) has a Delivery row. A run sends only to rows still
-`pending`, marks each `sent` right after the server accepts it, and leaves
-transient failures `pending` for the next retry. A lease on the execution keeps
-two workers from sending the same run at once.
+`pending`, over one SMTP session, and marks each `sent` in its own commit right
+after the server accepted it. Transient failures (connection, timeout, 4xx) leave
+the row `pending` for a retry with backoff; permanent ones (5xx for a recipient)
+mark it `failed`; authentication, TLS and a refused sender fail every row at once.
+
+A lease on the execution keeps two workers from sending the same run at once; it
+is renewed with every recorded recipient, so a worker that died loses it within
+`lease_seconds()`. A message that finds the lease held elsewhere re-publishes
+itself for when the lease ends instead of being lost.
+
+Crash semantics: a worker killed between the server's `250` and the ledger
+commit leaves that one recipient `pending`, so it gets a second copy when the
+run resumes — at most one message per crash, carrying the same Message-ID as the
+first (mail clients that de-duplicate by Message-ID show it once). Every other
+recipient gets exactly one copy.
 """
 
 from __future__ import annotations
 
 import logging
-import smtplib
-import ssl
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from services.mailer.compose import (
-    DEFAULT_BODY,
-    Attachment,
+    DownloadLink,
     MailContent,
-    build_message,
+    PreparedMail,
+    compose_body,
+    message_id_for,
     render_subject,
-    render_template,
     template_context,
 )
-from services.mailer.transport import SendRefused, SmtpSettings, Transport
-from shared import email_configs, executions
+from services.mailer.files import plan_files, read_preview
+from services.mailer.transport import SendRefused, SmtpFailure, SmtpSettings, Transport
+from shared import email_configs, executions, links
 from shared.context import WorkerContext
 from shared.db import transaction
-from shared.errors import PermanentError, SmtpConfigurationError
+from shared.errors import PermanentError
 from shared.metrics import DELIVERIES, EXECUTIONS
-from shared.models import Artifact, Delivery, ReportExecution, ScheduledReport
+from shared.models import Artifact, Delivery, EmailConfig, ReportExecution, ScheduledReport
 
 log = logging.getLogger(__name__)
 
 
 class RetryDelivery(Exception):
     """Some recipients hit a transient failure; Dramatiq retries the message with backoff."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    smtp: SmtpSettings
+    config: EmailConfig
+    mail: PreparedMail
+
+
+def lease_seconds(ctx: WorkerContext) -> int:
+    # Long enough for one recipient's slowest send (each socket step is bounded by the timeout).
+    return 2 * ctx.settings.smtp_timeout_s + 10
 
 
 def _insert_deliveries(session, execution: ReportExecution) -> None:
@@ -50,10 +74,9 @@ def _insert_deliveries(session, execution: ReportExecution) -> None:
             session.add(Delivery(execution_id=execution.id, recipient=planned["address"], kind=planned["kind"]))
 
 
-def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> bool:
-    """rendered -> sending (first time) and take the lease; False if another worker has it."""
+def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> str:
+    """rendered -> sending (first time) and take the lease: 'ours', 'busy' or 'done'."""
     now = ctx.clock.now()
-    lease_until = now + timedelta(seconds=ctx.settings.mail_time_limit_s + 60)
     with transaction(ctx.session_factory) as session:
         executions.move(session, execution_id, expected="rendered", target="sending", now=now)
         taken = session.execute(
@@ -61,14 +84,33 @@ def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> bool:
             .where(
                 ReportExecution.id == execution_id,
                 ReportExecution.status == "sending",
-                sa.or_(ReportExecution.lease_expires_at.is_(None), ReportExecution.lease_expires_at < now),
+                sa.or_(
+                    ReportExecution.lease_expires_at.is_(None),
+                    ReportExecution.lease_expires_at < now,
+                    ReportExecution.lease_owner == ctx.worker_id,
+                ),
             )
-            .values(lease_owner=ctx.worker_id, lease_expires_at=lease_until)
+            .values(lease_owner=ctx.worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds(ctx)))
+            .execution_options(synchronize_session=False)
         ).rowcount
+        execution = session.get(ReportExecution, execution_id)
         if taken:
-            execution = session.get(ReportExecution, execution_id)
             _insert_deliveries(session, execution)
-    return bool(taken)
+            return "ours"
+        if execution is not None and execution.status == "sending":
+            return "busy"
+        return "done"
+
+
+def _renew(session, ctx: WorkerContext, execution_id: uuid.UUID) -> bool:
+    return bool(
+        session.execute(
+            sa.update(ReportExecution)
+            .where(ReportExecution.id == execution_id, ReportExecution.lease_owner == ctx.worker_id)
+            .values(lease_expires_at=ctx.clock.now() + timedelta(seconds=lease_seconds(ctx)))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
 
 
 def _release(ctx: WorkerContext, execution_id: uuid.UUID) -> None:
@@ -77,51 +119,94 @@ def _release(ctx: WorkerContext, execution_id: uuid.UUID) -> None:
             sa.update(ReportExecution)
             .where(ReportExecution.id == execution_id, ReportExecution.lease_owner == ctx.worker_id)
             .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
         )
 
 
-def _smtp_settings(ctx: WorkerContext, session, report: ScheduledReport) -> tuple[SmtpSettings, object]:
-    config = email_configs.effective(session, report.owner_id)
-    allowed = ctx.settings.smtp_allowed_hosts
-    if allowed and config.host.lower() not in allowed:
-        raise SmtpConfigurationError(f"SMTP host {config.host!r} is not in BIAPP_SMTP_ALLOWED_HOSTS.")
+def smtp_settings(ctx: WorkerContext, config: EmailConfig) -> SmtpSettings:
+    """Connection settings for a stored configuration; refuses hosts outside the allow-list."""
+    email_configs.check_host_allowed(ctx.settings, config.host)
     password = (
         ctx.secrets.decrypt(config.password_encrypted, what="SMTP password") if config.password_encrypted else None
     )
-    settings = SmtpSettings(
+    return SmtpSettings(
         host=config.host,
         port=config.port,
         security=config.security,
         username=config.username,
         password=password,
         timeout_s=ctx.settings.smtp_timeout_s,
+        ca_file=ctx.settings.smtp_ca_file,
     )
-    return settings, config
 
 
 def _content(ctx: WorkerContext, session, execution: ReportExecution, report: ScheduledReport) -> MailContent:
     zone = ZoneInfo(report.timezone or "UTC")
     run_local = execution.scheduled_for.astimezone(zone)
     context = template_context(report.name, run_local, execution.row_count or 0, report.timezone)
-    attachments = []
-    for artifact in session.execute(
-        sa.select(Artifact).where(Artifact.execution_id == execution.id).order_by(Artifact.format)
-    ).scalars():
-        data = b"".join(ctx.store.open(session, artifact))
-        attachments.append(Attachment(artifact.filename, artifact.content_type, data))
-    text = render_template(report.body or DEFAULT_BODY, context, field="body")
-    return MailContent(
-        subject=render_subject(report.subject, context, test=execution.trigger == "test"),
-        text=text,
-        html=None,
-        attachments=tuple(attachments),
+    artifacts = list(
+        session.execute(
+            sa.select(Artifact)
+            .where(Artifact.execution_id == execution.id, Artifact.purged_at.is_(None))
+            .order_by(Artifact.format)
+        ).scalars()
     )
+
+    def read(artifact: Artifact):
+        return ctx.store.open(session, artifact)
+
+    subject = render_subject(report.subject, context, test=execution.trigger == "test")
+    plan = plan_files(artifacts, read, ctx.settings.max_attachment_bytes)
+    now = ctx.clock.now()
+    download_links = []
+    for artifact in plan.too_large:
+        expires = links.link_expiry(ctx.settings, now=now, artifact_expires_at=artifact.expires_at)
+        token = links.sign(ctx.settings, artifact.id, expires_at=expires)
+        url = links.url_for(ctx.settings, token)
+        download_links.append(DownloadLink(artifact.filename, url, artifact.size, expires))
+    preview = read_preview(artifacts, read, execution.row_count or 0)
+    text, html = compose_body(
+        report.body,
+        context,
+        subject=subject,
+        preview=preview,
+        attachments=tuple(plan.attachments),
+        links=tuple(download_links),
+    )
+    return MailContent(subject, text, html, tuple(plan.attachments), tuple(download_links))
+
+
+def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Outgoing | None, list[Delivery]]:
+    with transaction(ctx.session_factory) as session:
+        execution = session.get(ReportExecution, exec_id)
+        pending = list(
+            session.execute(
+                sa.select(Delivery)
+                .where(Delivery.execution_id == exec_id, Delivery.status == "pending")
+                .order_by(Delivery.kind.desc(), Delivery.recipient)
+            ).scalars()
+        )
+        if not pending:
+            return None, []
+        report = session.get(ScheduledReport, execution.report_id)
+        config = email_configs.effective(session, report.owner_id)
+        smtp = smtp_settings(ctx, config)
+        content = _content(ctx, session, execution, report)
+        mail = PreparedMail(content, sender=config.from_address, sender_name=config.from_name, reply_to=config.reply_to)
+        _renew(session, ctx, exec_id)
+    return Outgoing(smtp, config, mail), pending
 
 
 def deliver_execution(ctx: WorkerContext, transport: Transport, execution_id: str) -> None:
     exec_id = uuid.UUID(execution_id)
-    if not _claim(ctx, exec_id):
-        log.info("deliver skipped: not ours to send", extra={"execution_id": execution_id})
+    claim = _claim(ctx, exec_id)
+    if claim == "busy":
+        # Another worker holds the lease (or died holding it): look again when it runs out.
+        ctx.publisher.send("deliver_report", execution_id, delay_ms=(lease_seconds(ctx) + 1) * 1000)
+        log.info("deliver postponed: another worker holds the run", extra={"execution_id": execution_id})
+        return
+    if claim == "done":
+        log.info("deliver skipped: nothing left to send", extra={"execution_id": execution_id})
         return
     try:
         _send_pending(ctx, transport, exec_id)
@@ -131,120 +216,125 @@ def deliver_execution(ctx: WorkerContext, transport: Transport, execution_id: st
 
 def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID) -> None:
     extra = {"execution_id": str(exec_id)}
-    with transaction(ctx.session_factory) as session:
-        execution = session.get(ReportExecution, exec_id)
-        report = session.get(ScheduledReport, execution.report_id)
-        extra["report_id"] = str(report.id)
-        try:
-            smtp, config = _smtp_settings(ctx, session, report)
-            content = _content(ctx, session, execution, report)
-        except PermanentError as exc:
-            _finish(ctx, session, execution, failure=exc.message)
-            return
-        pending = (
-            session.execute(sa.select(Delivery).where(Delivery.execution_id == exec_id, Delivery.status == "pending"))
-            .scalars()
-            .all()
-        )
+    try:
+        outgoing, pending = _prepare(ctx, exec_id)
+    except PermanentError as exc:
+        _close(ctx, exec_id, failure=exc.message)
+        return
+    if outgoing is None:
+        _close(ctx, exec_id)
+        return
+    try:
+        session = transport.open(outgoing.smtp)
+    except SmtpFailure as exc:
+        _session_failed(ctx, exec_id, pending, exc, extra)
+        return
     transient_left = False
     try:
-        mail = transport.open(smtp)
-    except smtplib.SMTPAuthenticationError as exc:
-        with transaction(ctx.session_factory) as session:
-            execution = session.get(ReportExecution, exec_id)
-            _finish(ctx, session, execution, failure=f"SMTP authentication failed: {exc.smtp_code}")
-        return
-    except (TimeoutError, OSError, smtplib.SMTPException, ssl.SSLError) as exc:
-        _record_transient_all(ctx, pending, f"cannot connect to SMTP server: {type(exc).__name__}: {exc}")
-        _maybe_retry(ctx, exec_id, extra)
-        return
-    try:
-        for delivery in pending:
-            message = build_message(
-                content,
-                sender=config.from_address,
-                sender_name=config.from_name,
-                recipient=delivery.recipient,
-                reply_to=config.reply_to,
-                now=ctx.clock.now(),
+        for index, delivery in enumerate(pending):
+            message_id = message_id_for(delivery.id, outgoing.config.from_address)
+            raw = outgoing.mail.for_recipient(
+                delivery.recipient, kind=delivery.kind, now=ctx.clock.now(), message_id=message_id
             )
             try:
-                reply = mail.send(message, config.from_address, delivery.recipient)
+                reply = session.send(raw, outgoing.config.from_address, delivery.recipient)
             except SendRefused as exc:
-                _record(ctx, delivery.id, "failed" if exc.permanent else "pending", error=str(exc))
+                kept = _record(ctx, exec_id, delivery.id, "failed" if exc.permanent else "pending", error=str(exc))
                 transient_left = transient_left or not exc.permanent
                 DELIVERIES.labels("refused" if exc.permanent else "deferred").inc()
+                if not kept:
+                    return
                 continue
-            except (OSError, smtplib.SMTPException) as exc:
-                _record(ctx, delivery.id, "pending", error=f"{type(exc).__name__}: {exc}")
-                transient_left = True
-                DELIVERIES.labels("deferred").inc()
-                break
-            _record(ctx, delivery.id, "sent", reply=reply, message_id=message["Message-ID"])
+            except SmtpFailure as exc:
+                _session_failed(ctx, exec_id, pending[index:], exc, extra)
+                return
+            if not _record(ctx, exec_id, delivery.id, "sent", reply=reply, message_id=message_id):
+                log.warning("lease lost mid-send; another worker resumes the run", extra=extra)
+                return
             DELIVERIES.labels("sent").inc()
     finally:
-        mail.close()
+        session.close()
     if transient_left:
-        _maybe_retry(ctx, exec_id, extra)
+        _retry_or_close(ctx, exec_id, extra)
     else:
-        with transaction(ctx.session_factory) as session:
-            _finish(ctx, session, session.get(ReportExecution, exec_id))
+        _close(ctx, exec_id)
 
 
-def _record(ctx, delivery_id, status, *, error=None, reply=None, message_id=None) -> None:
+def _record(ctx, exec_id, delivery_id, status, *, error=None, reply=None, message_id=None) -> bool:
+    """Write one recipient's outcome and renew the lease; False if the lease is no longer ours."""
     values: dict = {"status": status, "attempts": Delivery.attempts + 1, "error": error}
     if status == "sent":
         values.update(sent_at=ctx.clock.now(), smtp_reply=reply, message_id=message_id, error=None)
     with transaction(ctx.session_factory) as session:
-        session.execute(sa.update(Delivery).where(Delivery.id == delivery_id).values(**values))
+        session.execute(
+            sa.update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return _renew(session, ctx, exec_id)
 
 
-def _record_transient_all(ctx, pending, error: str) -> None:
-    for delivery in pending:
-        _record(ctx, delivery.id, "pending", error=error)
-
-
-def _maybe_retry(ctx: WorkerContext, exec_id: uuid.UUID, extra: dict) -> None:
+def _session_failed(ctx, exec_id, pending: list[Delivery], failure: SmtpFailure, extra: dict) -> None:
+    DELIVERIES.labels("failed" if failure.permanent else "deferred").inc(len(pending))
+    if failure.permanent:
+        _close(ctx, exec_id, failure=failure.message)
+        return
     with transaction(ctx.session_factory) as session:
-        execution = session.get(ReportExecution, exec_id)
+        session.execute(
+            sa.update(Delivery)
+            .where(Delivery.id.in_([d.id for d in pending]), Delivery.status == "pending")
+            .values(attempts=Delivery.attempts + 1, error=failure.message)
+            .execution_options(synchronize_session=False)
+        )
+    log.warning("SMTP session failed (%s): %s", failure.reason, failure.message, extra=extra)
+    _retry_or_close(ctx, exec_id, extra)
+
+
+def _retry_or_close(ctx: WorkerContext, exec_id: uuid.UUID, extra: dict) -> None:
+    with transaction(ctx.session_factory) as session:
         worst = session.execute(
             sa.select(sa.func.max(Delivery.attempts)).where(
                 Delivery.execution_id == exec_id, Delivery.status == "pending"
             )
         ).scalar_one()
-        if (worst or 0) > ctx.settings.mail_max_retries:
-            _finish(ctx, session, execution)
-            return
+    if (worst or 0) > ctx.settings.mail_max_retries:
+        _close(ctx, exec_id)
+        return
     log.warning("delivery will retry for recipients not yet reached", extra=extra)
     raise RetryDelivery(str(exec_id))
 
 
-def _finish(ctx: WorkerContext, session, execution: ReportExecution, failure: str | None = None) -> None:
+def _close(ctx: WorkerContext, exec_id: uuid.UUID, failure: str | None = None) -> None:
+    with transaction(ctx.session_factory) as session:
+        finish(ctx, session, exec_id, failure=failure)
+
+
+def finish(ctx: WorkerContext, session, exec_id: uuid.UUID, failure: str | None = None) -> str | None:
     """Close the run: pending rows fail, then success / partial / failed from the ledger."""
     now = ctx.clock.now()
-    if failure:
-        session.execute(
-            sa.update(Delivery)
-            .where(Delivery.execution_id == execution.id, Delivery.status == "pending")
-            .values(status="failed", error=failure)
-        )
-    else:
-        session.execute(
-            sa.update(Delivery)
-            .where(Delivery.execution_id == execution.id, Delivery.status == "pending")
-            .values(status="failed", error=sa.func.coalesce(Delivery.error, "not delivered"))
-        )
-    session.flush()
-    rows = session.execute(sa.select(Delivery).where(Delivery.execution_id == execution.id)).scalars().all()
+    session.execute(
+        sa.update(Delivery)
+        .where(Delivery.execution_id == exec_id, Delivery.status == "pending")
+        .values(status="failed", error=failure or sa.func.coalesce(Delivery.error, "not delivered"))
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(sa.select(Delivery).where(Delivery.execution_id == exec_id)).scalars().all()
     sent = [d for d in rows if d.status == "sent"]
     failed = [d for d in rows if d.status == "failed"]
     if rows and not failed:
         target, error = "success", None
     elif sent:
         target = "partial"
-        error = "; ".join(f"{d.recipient}: {d.error}" for d in failed)
+        error = f"{len(failed)} of {len(rows)} recipients not reached: " + "; ".join(
+            f"{d.recipient}: {d.error}" for d in failed
+        )
     else:
         target = "failed"
         error = failure or "; ".join(f"{d.recipient}: {d.error}" for d in failed) or "no recipients"
-    if executions.move(session, execution.id, expected="sending", target=target, now=now, error=error):
-        EXECUTIONS.labels(target, execution.trigger).inc()
+    if not executions.move(session, exec_id, expected="sending", target=target, now=now, error=error):
+        return None
+    execution = session.get(ReportExecution, exec_id)
+    EXECUTIONS.labels(target, execution.trigger).inc()
+    log.info("delivery finished: %s", target, extra={"execution_id": str(exec_id), "recipient_count": len(sent)})
+    return target
