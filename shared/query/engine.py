@@ -3,35 +3,51 @@
 `open_stream()` yields a `QueryStream`: column metadata first, then rows pulled in
 batches from a server-side cursor, never the whole result in memory. Iteration
 stops at `max_rows`; `truncated` then says the result was cut.
+
+Semantic queries are compiled with SQLAlchemy Core for the source's dialect, raw
+SQL passes the guard in `sqlguard`; both then run on the driver connection taken
+from the source's pool, inside a READ ONLY transaction, with a wall-clock budget
+enforced from outside (see `Deadline`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.errors import DataSourceUnavailableError, NotFoundError, QueryRejectedError
-from shared.models import DataSource, SavedQuery
+from shared.errors import (
+    DataSourceUnavailableError,
+    NotFoundError,
+    PermanentError,
+    QueryRejectedError,
+    QueryTimeoutError,
+)
+from shared.models import DashboardWidget, DataSource, SavedQuery, SemanticEntity
+from shared.query import drivers
+from shared.query.columns import ColumnInfo
+from shared.query.compiler import compile_semantic
+from shared.query.deadline import Deadline
 from shared.query.sources import SourceEngines
+from shared.query.sqlguard import check_select
+
+__all__ = ["BATCH_ROWS", "ColumnInfo", "QueryStream", "open_stream"]
+
+log = logging.getLogger(__name__)
 
 BATCH_ROWS = 2000
 
 
-@dataclass(frozen=True)
-class ColumnInfo:
-    name: str
-    type: str = "string"  # string | integer | decimal | date | datetime | boolean
-    label: str | None = None
-    format: str | None = None
-
-
 class QueryStream:
+    """Columns now, rows on iteration; `row_count` and `truncated` are final once iteration ends."""
+
     def __init__(self, columns: list[ColumnInfo], batches: Iterator[list[tuple]], max_rows: int):
         self.columns = columns
         self._batches = batches
@@ -41,40 +57,146 @@ class QueryStream:
 
     def __iter__(self) -> Iterator[tuple]:
         for batch in self._batches:
-            for row in batch:
-                if self.row_count >= self._max_rows:
-                    self.truncated = True
-                    return
-                self.row_count += 1
-                yield tuple(row)
+            room = self._max_rows - self.row_count
+            if room <= 0:
+                self.truncated = True
+                return
+            if len(batch) > room:
+                yield from batch[:room]
+                self.row_count += room
+                self.truncated = True
+                return
+            yield from batch
+            self.row_count += len(batch)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run where: statement text, driver parameters and (for semantic queries) known columns."""
+
+    source: DataSource
+    sql: str
+    params: dict | list | None
+    columns: list[ColumnInfo] | None
+
+
+def _zone(timezone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise QueryRejectedError(f"Unknown time zone {timezone!r}.") from None
+
+
+def _resolve_query(session: Session, query: SavedQuery | DashboardWidget) -> SavedQuery:
+    if isinstance(query, DashboardWidget):
+        saved = session.get(SavedQuery, query.saved_query_id)
+        if saved is None:
+            raise NotFoundError(f"The saved query of widget {query.title!r} no longer exists.")
+        return saved
+    return query
+
+
+def _source(session: Session, source_id) -> DataSource:
+    source = session.get(DataSource, source_id) if source_id else None
+    if source is None:
+        raise NotFoundError("The saved query's data source no longer exists.")
+    return source
+
+
+def plan_query(
+    session: Session, query: SavedQuery, *, engines: SourceEngines, zone: str, now: datetime
+) -> tuple[Plan, sa.Engine]:
+    if query.kind == "sql":
+        source = _source(session, query.data_source_id)
+        return Plan(source, check_select(query.sql or "", source.kind), None, None), engines.get(source)
+    entity = session.get(SemanticEntity, query.entity_id) if query.entity_id else None
+    if entity is None:
+        raise NotFoundError("The saved query's semantic entity no longer exists.")
+    source = _source(session, entity.data_source_id)
+    engine = engines.get(source)
+    compiled = compile_semantic(entity, query.definition or {}, zone=zone, now=now)
+    statement = compiled.statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    params = drivers.bind_values(statement, source.kind, ZoneInfo(zone))
+    return Plan(source, statement.string, params, compiled.columns), engine
+
+
+def _connect(engine: sa.Engine, source: DataSource) -> sa.Connection:
+    try:
+        return engine.connect()
+    except sa.exc.DBAPIError as exc:
+        reason = drivers.connect_failure_reason(exc.orig or exc)
+        if drivers.is_auth_failure(exc.orig or exc):
+            raise PermanentError(f"Data source {source.name!r} refused the login: {reason}") from None
+        raise DataSourceUnavailableError(f"Cannot connect to data source {source.name!r}: {reason}") from None
 
 
 @contextmanager
 def open_stream(
     session: Session,
-    query: SavedQuery,
+    query: SavedQuery | DashboardWidget,
     *,
     engines: SourceEngines,
     settings: Settings,
     timezone: str = "UTC",
     now: datetime | None = None,
     max_rows: int | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> Iterator[QueryStream]:
+    """Run a saved query (or a dashboard widget's) and stream its rows; see the module docstring."""
     limit = max_rows or settings.max_report_rows
-    if query.kind != "sql":
-        raise QueryRejectedError("semantic queries are not supported by this engine yet")
-    source = session.get(DataSource, query.data_source_id)
-    if source is None:
-        raise NotFoundError("The saved query's data source no longer exists.")
-    engine = engines.get(source)
+    zone = _zone(timezone)
+    now = now or datetime.now(UTC)
+    plan, engine = plan_query(session, _resolve_query(session, query), engines=engines, zone=timezone, now=now)
+    connection = _connect(engine, plan.source)
+    reader = drivers.reader_for(plan.source.kind, engine, connection, zone)
+    deadline = Deadline(settings.query_timeout_s, reader.cancel)
+    finished = False
     try:
-        connection = engine.connect()
-    except sa.exc.OperationalError as exc:
-        raise DataSourceUnavailableError(f"Cannot connect to data source {source.name!r}.") from exc
-    try:
-        result = connection.execution_options(stream_results=True).execute(sa.text(query.sql or ""))
-        result = result.yield_per(BATCH_ROWS)
-        columns = [ColumnInfo(name=str(key)) for key in result.keys()]
-        yield QueryStream(columns, result.partitions(), limit)
+        try:
+            with deadline.guard():
+                reader.begin(settings.query_timeout_s)
+                reader.execute(plan.sql, plan.params)
+            first = _fetch(reader, deadline, min(batch_rows, limit + 1))
+        except Exception as exc:
+            raise _translate(exc, deadline, plan.source, settings) from exc
+        columns = plan.columns or reader.columns(first)
+        convert = drivers.row_converter(reader.converters(columns, typed=plan.columns is not None))
+
+        def batches() -> Iterator[list[tuple]]:
+            nonlocal finished
+            batch = first
+            try:
+                while batch:
+                    yield convert(batch) if convert else batch
+                    batch = _fetch(reader, deadline, batch_rows)
+                finished = True
+            except GeneratorExit:
+                raise
+            except Exception as exc:
+                raise _translate(exc, deadline, plan.source, settings) from exc
+
+        yield QueryStream(columns, batches(), limit)
     finally:
+        reader.close(finished)
+        if reader.broken:
+            connection.invalidate()
         connection.close()
+
+
+def _fetch(reader: drivers.Reader, deadline: Deadline, size: int) -> list[tuple]:
+    with deadline.guard():
+        return reader.fetch(size)
+
+
+def _translate(exc: Exception, deadline: Deadline, source: DataSource, settings: Settings) -> Exception:
+    if isinstance(exc, PermanentError | DataSourceUnavailableError | NotFoundError):
+        return exc
+    if deadline.fired or drivers.is_timeout(exc):
+        return QueryTimeoutError(
+            f"The query ran longer than {settings.query_timeout_s}s (BIAPP_QUERY_TIMEOUT_S) and was cancelled."
+        )
+    if drivers.is_connection_loss(exc):
+        return DataSourceUnavailableError(f"Lost the connection to data source {source.name!r}.")
+    if drivers.is_database_error(exc):
+        return QueryRejectedError(f"The data source refused the query: {drivers.error_text(exc)}")
+    return exc

@@ -73,8 +73,8 @@ class SourceEngines:
                 # Read-only URI: a report can never write to the file it reads.
                 return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
-            return sa.create_engine("sqlite://", creator=connect)
-        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+            return sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, connect_args={"connect_timeout": 10})
 
     def forget(self, source_id: object) -> None:
         with self._lock:
