@@ -1,0 +1,211 @@
+"""The dispatcher on real PostgreSQL and RabbitMQ: exactly once per occurrence, even when racing."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from services.scheduler.dispatch import dispatch_due_reports
+from shared import users
+from shared.context import build_context
+from shared.db import transaction
+from shared.messaging import QUEUE_RENDERER, BrokerPublisher, build_broker
+from shared.models import DataSource, EmailConfig, ReportExecution, SavedQuery, ScheduledReport
+from shared.reports import apply_changes
+from shared.security.crypto import SecretBox
+from tests.conftest import queue_depth
+from tests.support import base_env, make_settings
+
+DAILY_0900 = {"frequency": "daily", "time": "09:00", "timezone": "UTC"}
+
+
+@pytest.fixture
+def env(pg_url, amqp):
+    return base_env(BIAPP_DATABASE_URL=pg_url, BIAPP_BROKER_URL=amqp, BIAPP_LOG_FORMAT="json")
+
+
+@pytest.fixture
+def settings(env):
+    return make_settings(**env)
+
+
+@pytest.fixture
+def make_ctx(settings, pg_session_factory):
+    """A scheduler's WorkerContext (one broker connection per context) on the test services."""
+    brokers = []
+
+    def build():
+        broker = build_broker(settings)
+        brokers.append(broker)
+        return build_context(settings, BrokerPublisher(broker), session_factory=pg_session_factory)
+
+    yield build
+    for broker in brokers:
+        broker.close()
+
+
+def seed_query(factory, pg_url, settings, *, sql="select 1 as one", smtp=None) -> tuple[uuid.UUID, uuid.UUID]:
+    """An analyst, a PostgreSQL data source on the test database and a raw SQL saved query."""
+    parts = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    with transaction(factory) as session:
+        owner = users.create_user(session, email="ana@example.com", password="correct horse battery", role="analyst")
+        if smtp is not None:
+            session.add(
+                EmailConfig(
+                    is_system_default=True,
+                    host=smtp.host,
+                    port=smtp.port,
+                    security="none",
+                    from_address="reports@example.com",
+                )
+            )
+        source = DataSource(
+            name="Test DB",
+            kind="postgresql",
+            host=parts.hostname,
+            port=parts.port or 5432,
+            database=parts.path.lstrip("/"),
+            username=parts.username or "postgres",
+            password_encrypted=SecretBox(settings.fernet_keys).encrypt("unused"),
+            options={},
+        )
+        session.add(source)
+        session.flush()
+        query = SavedQuery(name="Numbers", kind="sql", data_source_id=source.id, sql=sql, owner_id=owner.id)
+        session.add(query)
+        session.flush()
+        return owner.id, query.id
+
+
+def add_report(session, owner_id, query_id, *, now, schedule=DAILY_0900, name="Report", **fields) -> ScheduledReport:
+    report = ScheduledReport(owner_id=owner_id, is_active=True)
+    data = {
+        "name": name,
+        "saved_query_id": query_id,
+        "dashboard_id": None,
+        "schedule": schedule,
+        "recipients": ["a@example.com"],
+        "cc": [],
+        "formats": ["csv"],
+        "subject": "{{report_name}} {{date}}",
+        "body": None,
+        "send_if_empty": True,
+        "is_active": True,
+    }
+    data.update(fields)
+    apply_changes(report, data, now)
+    session.add(report)
+    session.flush()
+    return report
+
+
+def _executions(factory) -> list[ReportExecution]:
+    with factory() as session:
+        return session.execute(sa.select(ReportExecution)).scalars().all()
+
+
+def _rendered_messages(amqp_url) -> int:
+    return queue_depth(amqp_url, QUEUE_RENDERER) + queue_depth(amqp_url, f"{QUEUE_RENDERER}.DQ")
+
+
+def test_three_racing_dispatchers_create_exactly_one_execution_per_due_report(
+    make_ctx, pg_url, pg_session_factory, settings, amqp
+):
+    now = datetime.now(UTC).replace(microsecond=0)
+    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    with transaction(pg_session_factory) as session:
+        due = [add_report(session, owner, query, now=now, name=f"due {i}") for i in range(60)]
+        for i, report in enumerate(due):
+            # Most overdue by a few seconds, some due within the next tick (sent with a delay).
+            report.next_run_at = now - timedelta(seconds=5) if i % 4 else now + timedelta(seconds=40)
+        for i in range(20):
+            add_report(session, owner, query, now=now, name=f"later {i}").next_run_at = now + timedelta(hours=2)
+        due_ids = {r.id for r in due}
+    contexts = [make_ctx() for _ in range(3)]
+    barrier = threading.Barrier(3)
+    results: list[list] = [[] for _ in contexts]
+    errors: list[BaseException] = []
+
+    def run(index):
+        try:
+            barrier.wait()
+            results[index] = dispatch_due_reports(contexts[index], now=now)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+
+    executions = _executions(pg_session_factory)
+    per_report = Counter(e.report_id for e in executions)
+    assert set(per_report) == due_ids
+    assert set(per_report.values()) == {1}
+    published = [execution_id for result in results for execution_id, _ in result]
+    assert sorted(published) == sorted(e.id for e in executions)  # each published once, by one dispatcher
+    assert _rendered_messages(amqp) == 60
+    with pg_session_factory() as session:
+        for report in session.execute(sa.select(ScheduledReport).where(ScheduledReport.id.in_(due_ids))).scalars():
+            assert report.next_run_at > now
+    # Another tick at the same moment finds nothing to do.
+    assert dispatch_due_reports(make_ctx(), now=now) == []
+    assert len(_executions(pg_session_factory)) == 60
+
+
+def test_report_overdue_by_days_runs_once_recorded_late(make_ctx, pg_url, pg_session_factory, settings, amqp):
+    now = datetime(2024, 6, 12, 10, 30, tzinfo=UTC)
+    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    with transaction(pg_session_factory) as session:
+        report = add_report(session, owner, query, now=now)
+        report.next_run_at = datetime(2024, 6, 10, 9, 0, tzinfo=UTC)  # the scheduler was down two days
+        report_id = report.id
+    ctx = make_ctx()
+
+    sent = dispatch_due_reports(ctx, now=now)
+    again = dispatch_due_reports(ctx, now=now + timedelta(minutes=1))
+
+    assert len(sent) == 1 and again == []
+    [execution] = _executions(pg_session_factory)
+    assert execution.report_id == report_id
+    assert execution.scheduled_for == datetime(2024, 6, 10, 9, 0, tzinfo=UTC)
+    assert execution.late is True
+    assert execution.trigger == "schedule" and execution.status == "queued"
+    with pg_session_factory() as session:
+        assert session.get(ScheduledReport, report_id).next_run_at == datetime(2024, 6, 13, 9, 0, tzinfo=UTC)
+    assert _rendered_messages(amqp) == 1
+
+
+def test_a_run_due_within_the_next_tick_is_published_with_a_delay_and_not_late(
+    make_ctx, pg_url, pg_session_factory, settings, amqp
+):
+    now = datetime(2024, 6, 12, 8, 59, 20, tzinfo=UTC)
+    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    with transaction(pg_session_factory) as session:
+        add_report(session, owner, query, now=now)
+
+    [(execution_id, delay_ms)] = dispatch_due_reports(make_ctx(), now=now)
+
+    assert delay_ms == 40_000
+    [execution] = _executions(pg_session_factory)
+    assert execution.id == execution_id and execution.late is False
+    assert execution.scheduled_for == datetime(2024, 6, 12, 9, 0, tzinfo=UTC)
+    assert queue_depth(amqp, f"{QUEUE_RENDERER}.DQ") == 1
+
+
+def test_paused_reports_and_manual_runs_are_left_alone(make_ctx, pg_url, pg_session_factory, settings, amqp):
+    now = datetime(2024, 6, 12, 10, 0, tzinfo=UTC)
+    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    with transaction(pg_session_factory) as session:
+        paused = add_report(session, owner, query, now=now, is_active=False)
+        assert paused.next_run_at is None
+    assert dispatch_due_reports(make_ctx(), now=now + timedelta(days=3)) == []
+    assert _executions(pg_session_factory) == []
