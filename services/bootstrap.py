@@ -7,7 +7,10 @@ one in-memory broker.
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage, Middleware
@@ -29,7 +32,20 @@ class Wiring:
     actors: dict[str, dramatiq.Actor]
 
 
+def _in_dramatiq_worker() -> bool:
+    """True in the worker processes the dramatiq CLI forks (`biapp worker …`, `biapp scheduler`).
+
+    The API (gunicorn), standalone and the periodiq emitter are not: Dramatiq's Prometheus
+    middleware forks an exposition server and writes multiprocess files, which only the
+    dramatiq CLI knows how to run and clean up.
+    """
+    launcher = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return multiprocessing.parent_process() is not None and "dramatiq" in (launcher.name, launcher.parent.name)
+
+
 def _middleware() -> list[Middleware]:
+    # Queue arguments (max_priority, dead-message TTL) come from build_broker() alone, so they are
+    # identical in every process; no middleware here changes them.
     from dramatiq.middleware import default_middleware
     from periodiq import PeriodiqMiddleware
 
@@ -37,6 +53,17 @@ def _middleware() -> list[Middleware]:
     middleware.append(CurrentMessage())
     # Ticks older than this are dropped; the dispatcher catches up by itself.
     middleware.append(PeriodiqMiddleware(skip_delay=50))
+    if _in_dramatiq_worker():
+        # dramatiq 2.x no longer enables it by default. Its exposition server listens on
+        # $dramatiq_prom_host:$dramatiq_prom_port (0.0.0.0:9191) and reads the multiprocess
+        # files under $dramatiq_prom_db, where `biapp worker` also points PROMETHEUS_MULTIPROC_DIR
+        # so the biapp_* series of every worker process are served next to dramatiq_*.
+        from dramatiq.middleware.prometheus import Prometheus
+
+        from services.heartbeat import Heartbeat
+
+        middleware.append(Prometheus())
+        middleware.append(Heartbeat())
     return middleware
 
 

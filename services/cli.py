@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from shared.config import ConfigError, Settings, load_settings
 from shared.messaging import QUEUE_MAILER, QUEUE_RENDERER, QUEUE_SCHEDULER
@@ -75,30 +76,72 @@ def _shutdown_ms(settings: Settings, service: str) -> int:
     return (limit + 30) * 1000
 
 
+def _prepare_worker_metrics() -> dict[str, str]:
+    """The environment for dramatiq worker processes: one multiprocess metrics directory.
+
+    Every worker process writes its biapp_* and dramatiq_* series there and Dramatiq's
+    exposition server ($dramatiq_prom_port, 9191) serves them together. Files and heartbeats
+    left by processes that no longer exist are removed first.
+    """
+    from dramatiq.middleware.prometheus import DB_PATH
+
+    from services.heartbeat import clear
+
+    clear()
+    for path in Path(DB_PATH).glob("*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": DB_PATH}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     argv = _dramatiq_argv(args.service, args.processes, args.threads, _shutdown_ms(settings, args.service))
-    os.execv(sys.executable, argv)
+    # exec: the dramatiq master becomes this process and receives SIGTERM itself; it stops
+    # consuming, lets each worker process finish its messages within --worker-shutdown-timeout
+    # and requeues what was prefetched but not started.
+    os.execve(sys.executable, argv, _prepare_worker_metrics())
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """periodiq emits the every-minute tick; a dramatiq worker on biapp.scheduler runs it."""
     settings = _settings()
     children = [
-        subprocess.Popen(_dramatiq_argv("scheduler", 1, args.threads, _shutdown_ms(settings, "scheduler"))),
+        subprocess.Popen(
+            _dramatiq_argv("scheduler", 1, args.threads, _shutdown_ms(settings, "scheduler")),
+            env=_prepare_worker_metrics(),
+        ),
         subprocess.Popen([sys.executable, "-m", "periodiq", "services.scheduler.worker"]),
     ]
 
+    stopping = False
+
     def forward(signum, _frame):
+        # Once only: a second SIGTERM makes a dramatiq worker process quit without finishing its tick.
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
         for child in children:
             if child.poll() is None:
-                child.send_signal(signum)
+                child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     while all(child.poll() is None for child in children):
         time.sleep(0.5)
-    forward(signal.SIGTERM, None)
+    forward(signal.SIGTERM, None)  # one child ended on its own: stop the other too
     codes = [child.wait() for child in children]
     return next((code for code in codes if code), 0)
 

@@ -6,9 +6,10 @@ import logging
 import time
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, g, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from services.api.ops.collectors import PipelineCollector
 from services.api.runtime import db, runtime
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -40,9 +41,21 @@ def readyz():
     return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
 
 
+def _pipeline_registry() -> CollectorRegistry:
+    """Per-app registry for the scrape-time pipeline series (the process registry holds the rest)."""
+    registry = current_app.extensions.get("biapp_pipeline_metrics")
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=False)
+        rt = runtime()
+        registry.register(PipelineCollector(rt.settings, rt.session_factory, rt.clock.now))
+        current_app.extensions["biapp_pipeline_metrics"] = registry
+    return registry
+
+
 @bp.get("/metrics")
 def metrics():
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    body = generate_latest(REGISTRY) + generate_latest(_pipeline_registry())
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 def install_request_metrics(app: Flask) -> None:
