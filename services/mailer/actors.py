@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dramatiq
+from dramatiq.middleware import TimeLimitExceeded
 
 from services.mailer.deliver import RetryDelivery, deliver_execution
 from services.mailer.transport import SmtplibTransport, Transport
@@ -19,6 +20,11 @@ def register(
     def deliver_report(execution_id: str) -> None:
         deliver_execution(ctx, smtp, execution_id)
 
+    def retry_when(retries: int, exc: BaseException) -> bool:
+        # Only "some recipients are still pending" (or a send cut off by the time limit) is worth
+        # another go; the ledger makes the retry send to those recipients only.
+        return isinstance(exc, RetryDelivery | TimeLimitExceeded) and retries < settings.mail_max_retries
+
     actor = dramatiq.actor(
         deliver_report,
         broker=broker,
@@ -28,6 +34,6 @@ def register(
         min_backoff=5_000,
         max_backoff=settings.max_backoff_s * 1000,
         time_limit=settings.mail_time_limit_s * 1000,
-        retry_when=lambda retries, exc: isinstance(exc, RetryDelivery) and retries < settings.mail_max_retries,
+        retry_when=retry_when,
     )
     return {"deliver_report": actor}

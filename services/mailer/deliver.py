@@ -21,6 +21,7 @@ recipient gets exactly one copy.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -61,8 +62,39 @@ class Outgoing:
 
 
 def lease_seconds(ctx: WorkerContext) -> int:
-    # Long enough for one recipient's slowest send (each socket step is bounded by the timeout).
-    return 2 * ctx.settings.smtp_timeout_s + 10
+    # A live worker renews every third of this; a dead one's lease runs out this long after its last renewal.
+    return max(10, ctx.settings.smtp_timeout_s)
+
+
+class LeaseKeeper:
+    """Renews the lease from a background thread while this process is alive, so a slow send
+    never loses it and a killed worker's run can be resumed within `lease_seconds()`."""
+
+    def __init__(self, ctx: WorkerContext, execution_id: uuid.UUID):
+        self.ctx = ctx
+        self.execution_id = execution_id
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{execution_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = lease_seconds(self.ctx) / 3
+        while not self._stop.wait(interval):
+            try:
+                with transaction(self.ctx.session_factory) as session:
+                    if not _renew(session, self.ctx, self.execution_id):
+                        self.lost = True
+                        return
+            except Exception:  # a database blip: the next beat tries again
+                log.warning("could not renew the delivery lease", exc_info=True)
 
 
 def _insert_deliveries(session, execution: ReportExecution) -> None:
@@ -74,8 +106,8 @@ def _insert_deliveries(session, execution: ReportExecution) -> None:
             session.add(Delivery(execution_id=execution.id, recipient=planned["address"], kind=planned["kind"]))
 
 
-def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> str:
-    """rendered -> sending (first time) and take the lease: 'ours', 'busy' or 'done'."""
+def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> tuple[str, float]:
+    """rendered -> sending (first time) and take the lease: ('ours'|'busy'|'done', seconds the lease has left)."""
     now = ctx.clock.now()
     with transaction(ctx.session_factory) as session:
         executions.move(session, execution_id, expected="rendered", target="sending", now=now)
@@ -96,10 +128,10 @@ def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> str:
         execution = session.get(ReportExecution, execution_id)
         if taken:
             _insert_deliveries(session, execution)
-            return "ours"
+            return "ours", 0.0
         if execution is not None and execution.status == "sending":
-            return "busy"
-        return "done"
+            return "busy", max(0.0, (execution.lease_expires_at - now).total_seconds())
+        return "done", 0.0
 
 
 def _renew(session, ctx: WorkerContext, execution_id: uuid.UUID) -> bool:
@@ -199,22 +231,23 @@ def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Outgoing | None, l
 
 def deliver_execution(ctx: WorkerContext, transport: Transport, execution_id: str) -> None:
     exec_id = uuid.UUID(execution_id)
-    claim = _claim(ctx, exec_id)
+    claim, lease_left = _claim(ctx, exec_id)
     if claim == "busy":
         # Another worker holds the lease (or died holding it): look again when it runs out.
-        ctx.publisher.send("deliver_report", execution_id, delay_ms=(lease_seconds(ctx) + 1) * 1000)
+        ctx.publisher.send("deliver_report", execution_id, delay_ms=int((lease_left + 1) * 1000))
         log.info("deliver postponed: another worker holds the run", extra={"execution_id": execution_id})
         return
     if claim == "done":
         log.info("deliver skipped: nothing left to send", extra={"execution_id": execution_id})
         return
     try:
-        _send_pending(ctx, transport, exec_id)
+        with LeaseKeeper(ctx, exec_id) as lease:
+            _send_pending(ctx, transport, exec_id, lease)
     finally:
         _release(ctx, exec_id)
 
 
-def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID) -> None:
+def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID, lease: LeaseKeeper) -> None:
     extra = {"execution_id": str(exec_id)}
     try:
         outgoing, pending = _prepare(ctx, exec_id)
@@ -225,19 +258,22 @@ def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID) 
         _close(ctx, exec_id)
         return
     try:
-        session = transport.open(outgoing.smtp)
+        smtp_session = transport.open(outgoing.smtp)
     except SmtpFailure as exc:
         _session_failed(ctx, exec_id, pending, exc, extra)
         return
     transient_left = False
     try:
         for index, delivery in enumerate(pending):
+            if lease.lost:
+                log.warning("lease lost; another worker resumes the run", extra=extra)
+                return
             message_id = message_id_for(delivery.id, outgoing.config.from_address)
             raw = outgoing.mail.for_recipient(
                 delivery.recipient, kind=delivery.kind, now=ctx.clock.now(), message_id=message_id
             )
             try:
-                reply = session.send(raw, outgoing.config.from_address, delivery.recipient)
+                reply = smtp_session.send(raw, outgoing.config.from_address, delivery.recipient)
             except SendRefused as exc:
                 kept = _record(ctx, exec_id, delivery.id, "failed" if exc.permanent else "pending", error=str(exc))
                 transient_left = transient_left or not exc.permanent
@@ -253,7 +289,7 @@ def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID) 
                 return
             DELIVERIES.labels("sent").inc()
     finally:
-        session.close()
+        smtp_session.close()
     if transient_left:
         _retry_or_close(ctx, exec_id, extra)
     else:
