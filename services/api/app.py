@@ -25,14 +25,16 @@ from shared.storage import build_store
 
 def _blueprints() -> list:
     from services.api.auth.views import blp as auth
+    from services.api.dashboards.views import blp as dashboards
     from services.api.data_sources.views import blp as data_sources
     from services.api.email_config.views import blp as email_config
     from services.api.executions.views import blp as executions
     from services.api.reports.views import blp as reports
     from services.api.saved_queries.views import blp as saved_queries
+    from services.api.semantic_entities.views import blp as semantic_entities
     from services.api.users.views import blp as users
 
-    return [auth, users, data_sources, saved_queries, email_config, reports, executions]
+    return [auth, users, data_sources, semantic_entities, saved_queries, dashboards, email_config, reports, executions]
 
 
 def _broker_check(settings: Settings) -> Callable[[], None]:

@@ -1,4 +1,9 @@
-"""Data sources (admin): where saved queries read from. Passwords are write-only."""
+"""Data sources (admin): where saved queries read from. Passwords are write-only.
+
+The password is encrypted with the app's SecretBox on the way in and never leaves
+the server again: responses only say `has_password`. A PUT without `password`
+keeps the stored one; `"password": ""` or null clears it.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,22 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
-from shared.errors import NotFoundError
-from shared.models import DataSource
+from shared.errors import ConflictError, NotFoundError
+from shared.models import DataSource, SavedQuery, SemanticEntity
 from shared.models.catalog import DATA_SOURCE_KINDS
+from shared.query import introspect
 from shared.query.sources import resolve_sqlite_path
+
+# Connection options that cannot make the server read local files or reach other hosts.
+ALLOWED_OPTIONS = {
+    "postgresql": frozenset({"sslmode", "application_name", "target_session_attrs", "gssencmode"}),
+    "mysql": frozenset({"charset"}),
+    "sqlite": frozenset(),
+}
 
 blp = Blueprint("data_sources", __name__, url_prefix="/api/data-sources", description="Data sources (admin)")
 
@@ -37,6 +51,13 @@ class DataSourceSchema(Schema):
 
     @validates_schema
     def _fields_for_kind(self, data, **kwargs):
+        allowed = ALLOWED_OPTIONS.get(data["kind"], frozenset())
+        unknown = sorted(set(data.get("options") or {}) - allowed)
+        if unknown:
+            raise ValidationError(
+                f"unsupported option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed)) or 'none'}",
+                field_name="options",
+            )
         if data["kind"] == "sqlite":
             if not data.get("path"):
                 raise ValidationError("required for sqlite sources", field_name="path")
@@ -46,14 +67,44 @@ class DataSourceSchema(Schema):
                     raise ValidationError(f"required for {data['kind']} sources", field_name=name)
 
 
+class TestResultSchema(Schema):
+    ok = fields.Boolean()
+    reason = fields.String(allow_none=True)
+    elapsed_ms = fields.Integer()
+
+
+class TableSchema(Schema):
+    name = fields.String()
+    kind = fields.String()
+
+
+class TableListSchema(Schema):
+    items = fields.List(fields.Nested(TableSchema))
+
+
+class ColumnSchema(Schema):
+    name = fields.String()
+    type = fields.String()
+    sql_type = fields.String()
+    nullable = fields.Boolean()
+
+
+class ColumnListSchema(Schema):
+    items = fields.List(fields.Nested(ColumnSchema))
+
+
+_UNSET = object()
+
+
 def _apply(source: DataSource, data: dict) -> None:
     rt = runtime()
     if data["kind"] == "sqlite":
         resolve_sqlite_path(rt.settings, data["path"])
-    password = data.pop("password", None)
+        data.update(host=None, port=None, database=None, username=None, password="")
+    password = data.pop("password", _UNSET)
     for key, value in data.items():
         setattr(source, key, value)
-    if password is not None:
+    if password is not _UNSET:
         source.password_encrypted = rt.secrets.encrypt(password) if password else None
     if source.port is None and source.kind != "sqlite":
         source.port = {"postgresql": 5432, "mysql": 3306}[source.kind]
@@ -103,6 +154,8 @@ def update_source(data, source_id):
     source = get_source(source_id)
     _apply(source, data)
     db().commit()
+    # Pooled connections of the old definition go now, not at the next run.
+    source_engines().forget(source.id)
     return source
 
 
@@ -111,5 +164,33 @@ def update_source(data, source_id):
 @blp.response(204)
 def delete_source(source_id):
     session = db()
-    session.delete(get_source(source_id))
+    source = get_source(source_id)
+    for model, what in ((SemanticEntity, "semantic entities"), (SavedQuery, "saved queries")):
+        if session.execute(sa.select(model.id).where(model.data_source_id == source.id).limit(1)).first():
+            raise ConflictError(f"Data source is still used by {what}; delete or move them first.")
+    session.delete(source)
     session.commit()
+    source_engines().forget(source_id)
+
+
+@blp.route("/<uuid:source_id>/test", methods=["POST"])
+@login_required("admin")
+@blp.response(200, TestResultSchema)
+def test_source(source_id):
+    """Connect with a short timeout; `ok: false` comes with a reason (never the password)."""
+    rt = runtime()
+    return introspect.test_connection(get_source(source_id), rt.secrets, rt.settings)
+
+
+@blp.route("/<uuid:source_id>/tables", methods=["GET"])
+@login_required("admin")
+@blp.response(200, TableListSchema)
+def list_tables(source_id):
+    return {"items": introspect.list_tables(source_engines().get(get_source(source_id)))}
+
+
+@blp.route("/<uuid:source_id>/tables/<path:table>/columns", methods=["GET"])
+@login_required("admin")
+@blp.response(200, ColumnListSchema)
+def list_columns(source_id, table):
+    return {"items": introspect.list_columns(source_engines().get(get_source(source_id)), table)}

@@ -1,0 +1,115 @@
+"""Dashboards: named, ordered widgets, each a title, a saved query and a chart type.
+
+A widget is just a saved query the dashboard's owner can read; a scheduled report
+may target a dashboard and then renders one section per widget, in order.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.runtime import db
+from services.api.security import get_owned, login_required, me, visible_to
+from shared.errors import ConflictError, ValidationFailedError
+from shared.models import Dashboard, DashboardWidget, SavedQuery, ScheduledReport
+from shared.models.catalog import CHART_KINDS
+
+blp = Blueprint("dashboards", __name__, url_prefix="/api/dashboards", description="Dashboards")
+
+MAX_WIDGETS = 50
+
+
+class WidgetSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    position = fields.Integer(dump_only=True)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    saved_query_id = fields.UUID(required=True)
+    chart = fields.String(load_default="table", validate=validate.OneOf(CHART_KINDS))
+
+
+class DashboardSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    owner_id = fields.UUID(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, load_default=None)
+    shared = fields.Boolean(load_default=False)
+    widgets = fields.List(fields.Nested(WidgetSchema), load_default=list, validate=validate.Length(max=MAX_WIDGETS))
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+def _apply(dashboard: Dashboard, data: dict) -> None:
+    session = db()
+    user = me()
+    errors: dict[str, list[str]] = {}
+    for index, widget in enumerate(data["widgets"]):
+        query = session.get(SavedQuery, widget["saved_query_id"])
+        if query is None or not visible_to(user, query.owner_id, query.shared):
+            errors[f"widgets.{index}.saved_query_id"] = ["no such saved query"]
+    if errors:
+        raise ValidationFailedError("Some widgets point at unknown saved queries.", errors=errors)
+    dashboard.name, dashboard.description, dashboard.shared = data["name"], data["description"], data["shared"]
+    # Widgets are replaced as a whole: their order in the request is their order on the dashboard.
+    dashboard.widgets.clear()
+    session.flush()
+    for position, widget in enumerate(data["widgets"]):
+        dashboard.widgets.append(DashboardWidget(position=position, **widget))
+
+
+@blp.route("", methods=["GET"])
+@login_required()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_schema(DashboardSchema))
+def list_dashboards(args):
+    user = me()
+    query = sa.select(Dashboard).order_by(Dashboard.name, Dashboard.id)
+    if user.role != "admin":
+        query = query.where(sa.or_(Dashboard.owner_id == user.id, Dashboard.shared.is_(True)))
+    body, headers = paginate(db(), query, args)
+    return body, 200, headers
+
+
+@blp.route("", methods=["POST"])
+@login_required("admin", "analyst")
+@blp.arguments(DashboardSchema)
+@blp.response(201, DashboardSchema)
+def create_dashboard(data):
+    dashboard = Dashboard(owner_id=me().id, widgets=[])
+    session = db()
+    session.add(dashboard)
+    _apply(dashboard, data)
+    session.commit()
+    return dashboard
+
+
+@blp.route("/<uuid:dashboard_id>", methods=["GET"])
+@login_required()
+@blp.response(200, DashboardSchema)
+def read_dashboard(dashboard_id):
+    return get_owned(Dashboard, dashboard_id, what="dashboard")
+
+
+@blp.route("/<uuid:dashboard_id>", methods=["PUT"])
+@login_required("admin", "analyst")
+@blp.arguments(DashboardSchema)
+@blp.response(200, DashboardSchema)
+def update_dashboard(data, dashboard_id):
+    dashboard = get_owned(Dashboard, dashboard_id, writable=True, what="dashboard")
+    _apply(dashboard, data)
+    db().commit()
+    return dashboard
+
+
+@blp.route("/<uuid:dashboard_id>", methods=["DELETE"])
+@login_required("admin", "analyst")
+@blp.response(204)
+def delete_dashboard(dashboard_id):
+    session = db()
+    dashboard = get_owned(Dashboard, dashboard_id, writable=True, what="dashboard")
+    if session.execute(sa.select(ScheduledReport.id).where(ScheduledReport.dashboard_id == dashboard.id)).first():
+        raise ConflictError("Scheduled reports still send this dashboard; delete or change them first.")
+    session.delete(dashboard)
+    session.commit()

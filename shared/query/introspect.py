@@ -1,0 +1,148 @@
+"""What a data source holds: connection test, tables and views, columns with catalog types."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from shared.config import Settings
+from shared.errors import DataSourceUnavailableError, FieldError, NotFoundError, ValidationFailedError
+from shared.models import DataSource
+from shared.query import drivers
+from shared.query.catalog import referenced_columns
+from shared.query.sources import build_url, resolve_sqlite_path
+from shared.security.crypto import SecretBox
+
+TEST_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True)
+class TestResult:
+    ok: bool
+    reason: str | None
+    elapsed_ms: int
+
+
+def test_connection(source: DataSource, secrets: SecretBox, settings: Settings) -> TestResult:
+    """Connect once with a short timeout and run SELECT 1; never raises for connection problems."""
+    started = time.monotonic()
+    try:
+        if source.kind == "sqlite":
+            return _test_sqlite(source, settings, started)
+        url = build_url(source, secrets, settings)
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": TEST_TIMEOUT_S})
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1").scalar()
+        finally:
+            engine.dispose()
+    except FieldError as exc:
+        return TestResult(False, exc.message, 0)
+    except sa.exc.DBAPIError as exc:
+        reason = drivers.connect_failure_reason(exc)
+        return TestResult(False, _without_password(reason, source, secrets), _ms(started))
+    return TestResult(True, None, _ms(started))
+
+
+def _test_sqlite(source: DataSource, settings: Settings, started: float) -> TestResult:
+    path = resolve_sqlite_path(settings, source.path or "")
+    if not path.is_file():
+        return TestResult(False, "the SQLite file does not exist in the allowed directory", 0)
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=TEST_TIMEOUT_S)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        return TestResult(False, f"not a readable SQLite database ({exc})", _ms(started))
+    return TestResult(True, None, _ms(started))
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _without_password(text: str, source: DataSource, secrets: SecretBox) -> str:
+    if source.password_encrypted:
+        password = secrets.decrypt(source.password_encrypted, what="data source password")
+        if password:
+            text = text.replace(password, "***")
+    return text
+
+
+def _split(table: str) -> tuple[str | None, str]:
+    schema, _, name = table.rpartition(".")
+    return (schema or None), name
+
+
+def _inspector(engine: sa.Engine):
+    try:
+        return sa.inspect(engine)
+    except sa.exc.DBAPIError as exc:
+        reason = drivers.connect_failure_reason(exc)
+        raise DataSourceUnavailableError(f"Cannot read the data source: {reason}") from None
+
+
+def list_tables(engine: sa.Engine) -> list[dict]:
+    """Tables and views of every user schema, as `schema.table` where the source has schemas."""
+    inspector = _inspector(engine)
+    default = inspector.default_schema_name
+    schemas = [default] if engine.dialect.name != "postgresql" else inspector.get_schema_names()
+    found: list[dict] = []
+    for schema in schemas:
+        if schema in ("information_schema",) or (schema or "").startswith("pg_"):
+            continue
+        prefix = f"{schema}." if engine.dialect.name == "postgresql" else ""
+        for name in inspector.get_table_names(schema=schema):
+            found.append({"name": f"{prefix}{name}", "kind": "table"})
+        for name in inspector.get_view_names(schema=schema):
+            found.append({"name": f"{prefix}{name}", "kind": "view"})
+    return sorted(found, key=lambda t: t["name"])
+
+
+def catalog_type(sql_type: sa.types.TypeEngine) -> str:
+    if isinstance(sql_type, sa.Boolean):
+        return "boolean"
+    if isinstance(sql_type, sa.Integer):
+        return "integer"
+    if isinstance(sql_type, sa.Numeric | sa.Float):
+        return "decimal"
+    if isinstance(sql_type, sa.DateTime):
+        return "datetime"
+    if isinstance(sql_type, sa.Date):
+        return "date"
+    return "string"
+
+
+def list_columns(engine: sa.Engine, table: str) -> list[dict]:
+    inspector = _inspector(engine)
+    schema, name = _split(table)
+    try:
+        columns = inspector.get_columns(name, schema=schema)
+    except sa.exc.NoSuchTableError:
+        raise NotFoundError(f"No table or view {table!r} in this data source.") from None
+    if not columns:
+        raise NotFoundError(f"No table or view {table!r} in this data source.")
+    return [
+        {"name": c["name"], "type": catalog_type(c["type"]), "sql_type": str(c["type"]), "nullable": c["nullable"]}
+        for c in columns
+    ]
+
+
+def check_entity_columns(engine: sa.Engine, table: str, dimensions: list[dict], measures: list[dict]) -> None:
+    """Every column the entity reads must exist in its table (422 naming the ones that do not)."""
+    try:
+        available = {c["name"] for c in list_columns(engine, table)}
+    except NotFoundError as exc:
+        raise FieldError("table", exc.message) from None
+    errors = {
+        path: [f"column {column!r} does not exist in {table}"]
+        for path, column in referenced_columns(dimensions, measures).items()
+        if column not in available
+    }
+    if errors:
+        raise ValidationFailedError("Some columns do not exist in the source table.", errors=errors)
