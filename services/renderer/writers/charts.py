@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pygal
 from pygal.style import Style
@@ -68,7 +69,8 @@ def chart_svg(kind: str, columns: list[ColumnInfo], rows: list[tuple]) -> bytes 
         for index in series:
             column = columns[index]
             chart.add(column.label or column.name, [float(r[index]) if r[index] is not None else None for r in rows])
-    return chart.render(is_unicode=True).encode("utf-8")
+    # pygal always embeds its tooltip configuration as a script; a printed chart needs none.
+    return re.sub(r"<script\b.*?</script>", "", chart.render(is_unicode=True), flags=re.S).encode("utf-8")
 
 
 def data_uri(svg: bytes) -> str:

@@ -54,7 +54,7 @@ def sheet_name(title: str, used: set[str]) -> str:
     """Excel's rules: 31 characters, none of []:*?/\\, not blank, unique ignoring case."""
     base = " ".join(SHEET_NAME_FORBIDDEN.sub(" ", title).split()).strip("'") or "Sheet"
     base = "Sheet" if base.lower() == "history" else base
-    name, counter = base[:31], 2
+    name, counter = base[:31].rstrip(), 2
     while name.lower() in used:
         suffix = f" ({counter})"
         name = base[: 31 - len(suffix)].rstrip() + suffix
