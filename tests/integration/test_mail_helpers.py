@@ -176,12 +176,14 @@ class ScriptedHandler:
             if script:
                 return script.pop(0)
             stall = self.stall_after is not None and len(self.received) == self.stall_after
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            # Accepted (queued for delivery) before the reply goes out: if the client dies now,
+            # the server has the message but the client never learns it.
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, envelope.content))
         if stall:
             self.data_started.set()
             await asyncio.sleep(self.stall_seconds)
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, envelope.content))
         return "250 OK"
 
     def copies(self) -> dict[str, int]:
