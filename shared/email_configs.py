@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from shared.config import Settings
 from shared.errors import SmtpConfigurationError
 from shared.models import EmailConfig
+from shared.security.crypto import SecretBox
+from shared.smtp import SmtpSettings
 
 
 def for_owner(session: Session, owner_id: uuid.UUID | None) -> EmailConfig | None:
@@ -55,3 +57,38 @@ def host_allowed(settings: Settings, host: str) -> bool:
 def check_host_allowed(settings: Settings, host: str) -> None:
     if not host_allowed(settings, host):
         raise SmtpConfigurationError(f"SMTP host {host!r} is not in BIAPP_SMTP_ALLOWED_HOSTS.")
+
+
+def connection_settings(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    security: str,
+    username: str | None,
+    password: str | None,
+) -> SmtpSettings:
+    """How to reach a server, refusing hosts outside BIAPP_SMTP_ALLOWED_HOSTS before any connection."""
+    check_host_allowed(settings, host)
+    return SmtpSettings(
+        host=host,
+        port=port,
+        security=security,
+        username=username or None,
+        password=password,
+        timeout_s=settings.smtp_timeout_s,
+        ca_file=settings.smtp_ca_file,
+    )
+
+
+def stored_settings(settings: Settings, secrets: SecretBox, config: EmailConfig) -> SmtpSettings:
+    """Connection settings of a saved configuration (its password decrypted only here)."""
+    password = secrets.decrypt(config.password_encrypted, what="SMTP password") if config.password_encrypted else None
+    return connection_settings(
+        settings,
+        host=config.host,
+        port=config.port,
+        security=config.security,
+        username=config.username,
+        password=password,
+    )

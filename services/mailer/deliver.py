@@ -155,23 +155,6 @@ def _release(ctx: WorkerContext, execution_id: uuid.UUID) -> None:
         )
 
 
-def smtp_settings(ctx: WorkerContext, config: EmailConfig) -> SmtpSettings:
-    """Connection settings for a stored configuration; refuses hosts outside the allow-list."""
-    email_configs.check_host_allowed(ctx.settings, config.host)
-    password = (
-        ctx.secrets.decrypt(config.password_encrypted, what="SMTP password") if config.password_encrypted else None
-    )
-    return SmtpSettings(
-        host=config.host,
-        port=config.port,
-        security=config.security,
-        username=config.username,
-        password=password,
-        timeout_s=ctx.settings.smtp_timeout_s,
-        ca_file=ctx.settings.smtp_ca_file,
-    )
-
-
 def _content(ctx: WorkerContext, session, execution: ReportExecution, report: ScheduledReport) -> MailContent:
     zone = ZoneInfo(report.timezone or "UTC")
     run_local = execution.scheduled_for.astimezone(zone)
@@ -222,7 +205,7 @@ def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Outgoing | None, l
             return None, []
         report = session.get(ScheduledReport, execution.report_id)
         config = email_configs.effective(session, report.owner_id)
-        smtp = smtp_settings(ctx, config)
+        smtp = email_configs.stored_settings(ctx.settings, ctx.secrets, config)
         content = _content(ctx, session, execution, report)
         mail = PreparedMail(content, sender=config.from_address, sender_name=config.from_name, reply_to=config.reply_to)
         _renew(session, ctx, exec_id)
