@@ -70,7 +70,8 @@ def queued_deadline(execution: ReportExecution, settings: Settings) -> datetime:
 
 
 def running_deadline(execution: ReportExecution, settings: Settings) -> datetime:
-    return _latest(execution.started_at, execution.queued_at) + timedelta(seconds=settings.render_time_limit_s) + GRACE
+    started = execution.started_at or execution.queued_at
+    return started + timedelta(seconds=settings.render_time_limit_s) + GRACE
 
 
 def rendered_deadline(execution: ReportExecution, settings: Settings) -> datetime:
