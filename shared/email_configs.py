@@ -92,3 +92,67 @@ def stored_settings(settings: Settings, secrets: SecretBox, config: EmailConfig)
         username=config.username,
         password=password,
     )
+
+
+# Well-known providers: the right port and security, and what trips people up.
+PRESETS: tuple[dict, ...] = (
+    {
+        "key": "gmail",
+        "name": "Gmail / Google Workspace",
+        "host": "smtp.gmail.com",
+        "port": 587,
+        "security": "starttls",
+        "username_hint": "your full Gmail or Workspace address",
+        "notes": "Needs an app password: turn on 2-Step Verification, then create one under Google Account > "
+        "Security > App passwords; the normal account password is refused. Port 465 with security 'ssl' also "
+        "works. The from address must be the account or a verified alias.",
+    },
+    {
+        "key": "outlook",
+        "name": "Outlook / Microsoft 365",
+        "host": "smtp.office365.com",
+        "port": 587,
+        "security": "starttls",
+        "username_hint": "the mailbox address",
+        "notes": "Microsoft 365 mailboxes need Authenticated SMTP (SMTP AUTH) enabled by an admin; with MFA use an "
+        "app password where the tenant allows it. Personal Outlook.com accounts use smtp-mail.outlook.com, port "
+        "587. The from address must be the mailbox or one it may send as.",
+    },
+    {
+        "key": "yahoo",
+        "name": "Yahoo Mail",
+        "host": "smtp.mail.yahoo.com",
+        "port": 465,
+        "security": "ssl",
+        "username_hint": "your full Yahoo address",
+        "notes": "Needs an app password (Account security > Generate app password); the account password is "
+        "refused. Port 587 with STARTTLS also works.",
+    },
+    {
+        "key": "ses",
+        "name": "Amazon SES",
+        "host": "email-smtp.us-east-1.amazonaws.com",
+        "port": 587,
+        "security": "starttls",
+        "username_hint": "the SES SMTP user name",
+        "notes": "Use your SES region in the host name. The user name and password are SMTP credentials created in "
+        "the SES console, not AWS access keys. The from address (or its domain) must be verified; a sandboxed "
+        "account can only send to verified addresses. Port 465 with 'ssl' also works.",
+    },
+    {
+        "key": "custom",
+        "name": "Other SMTP server",
+        "host": "",
+        "port": 587,
+        "security": "starttls",
+        "username_hint": "as your mail administrator tells you",
+        "notes": "587 with STARTTLS is the usual submission port, 465 is implicit TLS ('ssl'); port 25 without "
+        "security only inside a trusted network. A server certificate from a private CA is trusted once the "
+        "operator sets BIAPP_SMTP_CA_FILE.",
+    },
+)
+
+
+def presets(settings: Settings) -> list[dict]:
+    """The provider presets, each saying whether BIAPP_SMTP_ALLOWED_HOSTS lets it be used here."""
+    return [{**p, "allowed": not p["host"] or host_allowed(settings, p["host"])} for p in PRESETS]

@@ -29,12 +29,24 @@ def _blueprints() -> list:
     from services.api.data_sources.views import blp as data_sources
     from services.api.email_config.views import blp as email_config
     from services.api.executions.views import blp as executions
+    from services.api.links.views import blp as links
     from services.api.reports.views import blp as reports
     from services.api.saved_queries.views import blp as saved_queries
     from services.api.semantic_entities.views import blp as semantic_entities
     from services.api.users.views import blp as users
 
-    return [auth, users, data_sources, semantic_entities, saved_queries, dashboards, email_config, reports, executions]
+    return [
+        auth,
+        users,
+        data_sources,
+        semantic_entities,
+        saved_queries,
+        dashboards,
+        email_config,
+        reports,
+        executions,
+        links,
+    ]
 
 
 def _broker_check(settings: Settings) -> Callable[[], None]:

@@ -1,4 +1,9 @@
-"""SMTP settings: your own (default) or the system-wide default (?scope=system, admin)."""
+"""SMTP settings: your own (default) or the system-wide default (?scope=system, admin).
+
+The password is write-only: it is encrypted on the way in and never answered.
+`POST …/test` tries a configuration (the saved one, or one in the body before
+saving it) and answers `ok` plus a precise `reason` when it fails.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from marshmallow import Schema, fields, validate
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
 from shared import email_configs
-from shared.errors import NotFoundError, PermissionDeniedError
+from shared.errors import FieldError, NotFoundError, PermissionDeniedError, SmtpConfigurationError
 from shared.models import EmailConfig
 from shared.models.email import SMTP_SECURITY
+from shared.smtp import SmtplibTransport, check_connection
 
 blp = Blueprint("email_config", __name__, url_prefix="/api/email-config", description="SMTP configuration")
 
@@ -38,6 +44,54 @@ class EmailConfigSchema(Schema):
 
     def _has_password(self, config) -> bool:
         return bool(config.password_encrypted)
+
+
+class PresetSchema(Schema):
+    key = fields.String()
+    name = fields.String()
+    host = fields.String()
+    port = fields.Integer()
+    security = fields.String()
+    username_hint = fields.String()
+    notes = fields.String()
+    allowed = fields.Boolean(metadata={"description": "false when BIAPP_SMTP_ALLOWED_HOSTS excludes this host"})
+
+
+class EmailConfigTestSchema(Schema):
+    """The same fields as PUT (all optional: without `host` the saved configuration is tested)."""
+
+    host = fields.String(validate=validate.Length(min=1, max=255))
+    port = fields.Integer(validate=validate.Range(min=1, max=65535))
+    security = fields.String(validate=validate.OneOf(SMTP_SECURITY))
+    username = fields.String(allow_none=True, validate=validate.Length(max=320))
+    password = fields.String(load_only=True, allow_none=True, validate=validate.Length(max=1024))
+    from_address = fields.Email()
+    from_name = fields.String(allow_none=True, validate=validate.Length(max=200))
+    reply_to = fields.Email(allow_none=True)
+    send_test_message = fields.Boolean(
+        load_default=False, metadata={"description": "also send a test message to your own address"}
+    )
+
+
+class EmailConfigTestResultSchema(Schema):
+    ok = fields.Boolean()
+    reason = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "dns | refused | timeout | tls | authentication | sender_rejected | recipient_rejected | "
+            "message_rejected | disconnected | network | protocol"
+        },
+    )
+    message = fields.String()
+    steps = fields.List(fields.String())
+    sent_to = fields.String(allow_none=True)
+
+
+def _check_host(host: str) -> None:
+    try:
+        email_configs.check_host_allowed(runtime().settings, host)
+    except SmtpConfigurationError as exc:
+        raise FieldError("host", exc.message) from None
 
 
 def _owner(scope: str):
@@ -73,6 +127,7 @@ def get_config(args):
 @blp.response(200, EmailConfigSchema)
 def put_config(args, data):
     owner = _owner(args["scope"])
+    _check_host(data["host"])
     session = db()
     config = _find(args["scope"])
     if config is None:
@@ -99,3 +154,67 @@ def delete_config(args):
     session = db()
     session.delete(config)
     session.commit()
+
+
+@blp.route("/presets", methods=["GET"])
+@login_required()
+@blp.response(200, PresetSchema(many=True))
+def list_presets():
+    """Gmail, Outlook / Microsoft 365, Yahoo, Amazon SES and a custom server: ports, security and notes."""
+    return email_configs.presets(runtime().settings)
+
+
+def _settings_to_test(scope: str, data: dict):
+    """The body's settings when it names a host, else the saved configuration (yours, else the system default)."""
+    stored = _find(scope)
+    if scope == "user" and stored is None:
+        stored = email_configs.system_default(db())
+    if "host" not in data:
+        if stored is None:
+            raise NotFoundError("No email configuration yet: save one or give host and port to test.")
+        _check_host(stored.host)
+        return email_configs.stored_settings(runtime().settings, runtime().secrets, stored), stored.from_address
+    if "port" not in data:
+        raise FieldError("port", "Missing data for required field.")
+    _check_host(data["host"])
+    password = data.get("password")
+    username = data.get("username") or None
+    if password is None and stored is not None and stored.password_encrypted:
+        # The saved password is only ever sent to the saved host, for the saved user name.
+        if stored.host.lower() == data["host"].lower() and (stored.username or None) == username:
+            password = runtime().secrets.decrypt(stored.password_encrypted, what="SMTP password")
+    smtp = email_configs.connection_settings(
+        runtime().settings,
+        host=data["host"],
+        port=data["port"],
+        security=data.get("security", "starttls"),
+        username=username,
+        password=password,
+    )
+    sender = data.get("from_address") or (stored.from_address if stored else None)
+    return smtp, sender
+
+
+@blp.route("/test", methods=["POST"])
+@login_required()
+@blp.arguments(ScopeArgs, location="query")
+@blp.arguments(EmailConfigTestSchema)
+@blp.response(200, EmailConfigTestResultSchema)
+def test_config(args, data):
+    """Connect, secure and log in within BIAPP_SMTP_TIMEOUT_S; optionally send yourself a test message."""
+    if args["scope"] == "system":
+        _owner("system")
+    smtp, sender = _settings_to_test(args["scope"], data)
+    send_to = None
+    if data["send_test_message"]:
+        if not sender:
+            raise FieldError("from_address", "A from address is needed to send a test message.")
+        send_to = me().email
+    result = check_connection(SmtplibTransport(), smtp, sender=sender, send_to=send_to, now=runtime().clock.now())
+    return {
+        "ok": result.ok,
+        "reason": result.reason,
+        "message": result.message,
+        "steps": list(result.steps),
+        "sent_to": result.sent_to,
+    }
