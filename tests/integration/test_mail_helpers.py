@@ -118,7 +118,7 @@ def seed_rendered(
                 size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
                 storage="database",
-                expires_at=RUN_AT + timedelta(days=30),
+                expires_at=datetime.now(UTC) + timedelta(days=30),
             )
             session.add(artifact)
             session.flush()
