@@ -294,3 +294,28 @@ def test_host_outside_the_allow_list_fails_the_run_without_connecting(pg_url, pg
     assert execution.status == "failed"
     assert "BIAPP_SMTP_ALLOWED_HOSTS" in execution.error
     assert handler.received == []
+
+
+def test_smtp_password_no_key_can_open_fails_the_run_with_a_clear_error(pg_url, pg_session_factory, smtp):
+    handler, port = smtp
+    from cryptography.fernet import Fernet
+
+    lost_key = Fernet.generate_key().decode()
+    seed_settings = make_settings(BIAPP_DATABASE_URL=pg_url, BIAPP_FERNET_KEYS=lost_key)
+    seeded = seed_rendered(
+        pg_session_factory,
+        seed_settings,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+        recipients=["ana@example.com"],
+    )
+    ctx = build_context(
+        make_settings(BIAPP_DATABASE_URL=pg_url), RecordingPublisher(), session_factory=pg_session_factory
+    )
+    deliver_execution(ctx, SmtplibTransport(), seeded.execution_id)
+    execution, _ = execution_state(pg_session_factory, seeded.execution_id)
+    assert execution.status == "failed"
+    assert "SMTP password cannot be decrypted with any key in BIAPP_FERNET_KEYS" in execution.error
+    assert handler.received == []
