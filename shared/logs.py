@@ -106,4 +106,6 @@ def configure_logging(service: str, log_format: str = "json", level: str = "INFO
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # Chatty libraries: their info lines say nothing an operator acts on.
+    for name in ("pika", "weasyprint.progress", "fontTools"):
+        logging.getLogger(name).setLevel(logging.WARNING)
