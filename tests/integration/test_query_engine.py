@@ -22,8 +22,8 @@ from shared.query.engine import open_stream
 from shared.query.sources import SourceEngines
 from shared.security.crypto import SecretBox
 from tests.conftest import PG_ADMIN_DSN
-from tests.integration import query_fixtures
-from tests.integration.query_fixtures import HOSTILE_CUSTOMERS, count_orders, sales_rows
+from tests.integration import test_query_sales_db as query_fixtures
+from tests.integration.test_query_sales_db import HOSTILE_CUSTOMERS, count_orders, sales_rows
 from tests.support import make_settings
 
 NOW = datetime(2024, 3, 15, 23, 30, tzinfo=UTC)  # 16 March, 08:30 in Tokyo
