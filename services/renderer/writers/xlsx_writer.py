@@ -294,12 +294,15 @@ class XlsxWriter:
         return RenderedFile("xlsx", path, f"{base_name}.xlsx", CONTENT_TYPE)
 
     def discard(self) -> None:
-        """Remove the sheets' temporary files (write-only sheets spool to /tmp)."""
+        """Remove the sheets' temporary files (write-only sheets spool to the temp directory)."""
         for ws in self.workbook.worksheets:
-            writer = getattr(ws, "_writer", None)
-            if writer is not None:
-                try:
-                    writer.xf.close()
-                    writer.cleanup()
-                except Exception:  # noqa: S110 - best effort after a failure
-                    pass
+            if getattr(ws, "_writer", None) is None:
+                continue
+            try:
+                ws.close()  # ends the sheet's XML stream cleanly, then the file can go
+            except Exception:  # noqa: S110 - best effort after a failure
+                pass
+            try:
+                ws._writer.cleanup()
+            except Exception:  # noqa: S110
+                pass
