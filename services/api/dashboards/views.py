@@ -54,7 +54,6 @@ def _apply(dashboard: Dashboard, data: dict) -> None:
     dashboard.name, dashboard.description, dashboard.shared = data["name"], data["description"], data["shared"]
     # Widgets are replaced as a whole: their order in the request is their order on the dashboard.
     dashboard.widgets.clear()
-    session.flush()
     for position, widget in enumerate(data["widgets"]):
         dashboard.widgets.append(DashboardWidget(position=position, **widget))
 
@@ -78,9 +77,9 @@ def list_dashboards(args):
 @blp.response(201, DashboardSchema)
 def create_dashboard(data):
     dashboard = Dashboard(owner_id=me().id, widgets=[])
+    _apply(dashboard, data)
     session = db()
     session.add(dashboard)
-    _apply(dashboard, data)
     session.commit()
     return dashboard
 
