@@ -1,4 +1,4 @@
-"""Demo data for `biapp standalone --demo`: an admin, a sales database, a query and a report."""
+"""Demo data for `biapp standalone --demo`: an admin, a sales database, a semantic query and a report."""
 
 from __future__ import annotations
 
@@ -16,12 +16,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import email_configs, users
 from shared.config import Settings
 from shared.db import transaction
-from shared.models import DataSource, EmailConfig, SavedQuery, ScheduledReport
+from shared.models import DataSource, EmailConfig, SavedQuery, ScheduledReport, SemanticEntity
 from shared.reports import apply_changes
 
 DEMO_ADMIN = "admin@example.com"
 REGIONS = ("EMEA", "North America", "LATAM", "APAC")
 PRODUCTS = ("Starter", "Team", "Business", "Enterprise")
+DEMO_DIMENSIONS = [
+    {"name": "region", "column": "region", "type": "string", "label": "Region"},
+    {"name": "product", "column": "product", "type": "string", "label": "Product"},
+    {"name": "customer", "column": "customer", "type": "string", "label": "Customer"},
+    {"name": "order_date", "column": "order_date", "type": "date", "label": "Order date"},
+]
+DEMO_MEASURES = [
+    {"name": "orders", "column": None, "aggregation": "count", "label": "Orders"},
+    {"name": "units", "column": "quantity", "aggregation": "sum", "type": "integer", "label": "Units"},
+    {"name": "revenue", "column": "amount", "aggregation": "sum", "label": "Revenue", "format": "currency"},
+]
 
 
 def create_sales_database(path: Path, rows: int = 600) -> None:
@@ -85,19 +96,36 @@ def seed_demo(
             source = DataSource(name="Sample sales", kind="sqlite", path="sales.db", options={}, owner_id=admin.id)
             session.add(source)
             session.flush()
+        entity = session.execute(sa.select(SemanticEntity).where(SemanticEntity.name == "Orders")).scalar_one_or_none()
+        if entity is None:
+            entity = SemanticEntity(
+                name="Orders",
+                description="One row per order in the sample sales database.",
+                data_source_id=source.id,
+                table_name="orders",
+                dimensions=DEMO_DIMENSIONS,
+                measures=DEMO_MEASURES,
+                shared=True,
+                owner_id=admin.id,
+            )
+            session.add(entity)
+            session.flush()
         query = session.execute(
             sa.select(SavedQuery).where(SavedQuery.name == "Revenue by region")
         ).scalar_one_or_none()
         if query is None:
             query = SavedQuery(
                 name="Revenue by region",
-                kind="sql",
-                data_source_id=source.id,
-                sql=(
-                    "select region, count(*) as orders, sum(quantity) as units, round(sum(amount), 2) as revenue "
-                    "from orders group by region order by revenue desc"
-                ),
-                definition={},
+                description="Orders, units and revenue per region over the last 90 days.",
+                kind="semantic",
+                entity_id=entity.id,
+                definition={
+                    "dimensions": ["region"],
+                    "measures": ["orders", "units", "revenue"],
+                    "filters": [{"field": "order_date", "op": "eq", "value": "last_90_days"}],
+                    "order_by": [{"field": "revenue", "direction": "desc"}],
+                    "limit": None,
+                },
                 shared=True,
                 owner_id=admin.id,
             )

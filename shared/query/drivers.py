@@ -53,7 +53,10 @@ def _to_integer(v):
 def _to_decimal(v):
     if v is None or type(v) is Decimal:
         return v
-    return Decimal(str(v)) if not isinstance(v, bool) else Decimal(int(v))
+    if isinstance(v, float):
+        # 15 significant digits is what a double holds exactly: 0.1 + 0.2 reads 0.3, not 0.30000000000000004.
+        return Decimal(format(v, ".15g"))
+    return Decimal(int(v)) if isinstance(v, bool) else Decimal(str(v))
 
 
 def _to_boolean(v):
