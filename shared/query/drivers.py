@@ -244,7 +244,7 @@ class MySqlReader:
 
     def execute(self, sql: str, params) -> None:
         self.cursor = self.raw.cursor(pymysql.cursors.SSCursor)
-        self.cursor.execute(sql, tuple(params) if params is not None else None)
+        self.cursor.execute(sql, tuple(params) if isinstance(params, list) else params)
 
     def fetch(self, size: int) -> list[tuple]:
         return list(self.cursor.fetchmany(size))
@@ -263,8 +263,14 @@ class MySqlReader:
 
     def close(self, finished: bool) -> None:
         if not finished:
-            # An unfinished SSCursor drains every remaining row on close; drop the connection instead.
+            # An unfinished SSCursor drains every remaining row on close (or at garbage collection):
+            # detach the pending result and drop the connection instead.
             self.broken = True
+            result = getattr(self.cursor, "_result", None)
+            if result is not None:
+                result.unbuffered_active = False
+            self.raw._result = None
+            self.raw._force_close()
             return
         try:
             if self.cursor is not None:
