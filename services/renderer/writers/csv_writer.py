@@ -12,8 +12,10 @@ from zoneinfo import ZoneInfo
 from services.renderer.writers import FORMULA_TRIGGERS, RenderedFile, RenderMeta, Section, neutralise
 from shared.text import slugify
 
-# Values the csv module already writes as we want them.
-_PLAIN = frozenset({int, float})
+# Types the csv module already writes as we want them (date -> ISO 8601, None -> empty).
+_AS_IS = frozenset({int, float, bool, date, str, type(None)})
+# Types that need a look: text (formula injection), datetimes (report zone), Decimal (no exponent).
+_SPECIAL = frozenset({str, datetime, Decimal})
 
 
 class CsvWriter:
@@ -28,20 +30,17 @@ class CsvWriter:
         self._writerow = None
 
     def _value(self, value: object) -> object:
-        if value is None:
-            return ""
-        if isinstance(value, str):
+        kind = type(value)
+        if kind is str:
             return neutralise(value)
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, datetime):
-            # Aware times in the report's zone, offset kept: unambiguous and ISO 8601.
-            return (value.astimezone(self.zone) if value.tzinfo else value).isoformat()
-        if isinstance(value, date):
-            return value.isoformat()
-        if isinstance(value, Decimal):
-            return format(value, "f")
-        return value
+        if kind is datetime:
+            # Aware times in the report's zone, offset kept: "2026-11-28 00:30:00+01:00".
+            return value.astimezone(self.zone) if value.tzinfo else value
+        if kind is Decimal:
+            return format(value, "f")  # never "1E+3" or "0E-8"
+        if kind in _AS_IS:
+            return value
+        return str(value)
 
     def begin_section(self, section: Section) -> None:
         path = self.workdir / f"csv-section-{len(self.sections)}.csv"
@@ -52,9 +51,15 @@ class CsvWriter:
         self.sections.append((section.title, path))
 
     def write_row(self, row: tuple) -> None:
-        # The hot loop: plain numbers and harmless text skip the conversion call.
-        value, plain, triggers = self._value, _PLAIN, FORMULA_TRIGGERS
-        self._writerow([v if type(v) in plain or (type(v) is str and v[:1] not in triggers) else value(v) for v in row])
+        # The hot path: the type set is computed in C; most rows go to the csv module untouched.
+        kinds = set(map(type, row))
+        if kinds <= _AS_IS and (
+            str not in kinds or FORMULA_TRIGGERS.isdisjoint([v[:1] for v in row if type(v) is str])
+        ):
+            self._writerow(row)
+            return
+        value, special = self._value, _SPECIAL
+        self._writerow([value(v) if type(v) in special or type(v) not in _AS_IS else v for v in row])
 
     def end_section(self, row_count: int, truncated: bool) -> None:
         self._handle.close()
