@@ -4,16 +4,23 @@ Any number of scheduler replicas may run this at the same time. Rows are claimed
 with FOR UPDATE SKIP LOCKED, the execution is unique per (report_id,
 scheduled_for) and inserted ON CONFLICT DO NOTHING, next_run_at moves past now in
 the same transaction, and messages go out only after the commit.
+
+A batch is three statements whatever its size (claim, one multi-row INSERT … ON
+CONFLICT DO NOTHING RETURNING, one executemany UPDATE), and publishing, which
+waits for a broker confirm per message, runs on a few threads.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from shared.context import WorkerContext
 from shared.db import transaction
@@ -27,6 +34,18 @@ log = logging.getLogger(__name__)
 LOOKAHEAD = timedelta(seconds=60)  # runs due before the next tick start on the second
 LATE_AFTER = timedelta(seconds=90)
 BATCH = 1000
+PUBLISH_THREADS = 8  # each thread keeps its own broker channel (Dramatiq's are thread-local)
+_PARALLEL_FROM = 20
+
+_publisher_pool: ThreadPoolExecutor | None = None
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    execution_id: uuid.UUID
+    report_id: uuid.UUID
+    scheduled_for: datetime
+    delay_ms: int
 
 
 def _insert(dialect: str):
@@ -36,75 +55,119 @@ def _insert(dialect: str):
 def dispatch_due_reports(ctx: WorkerContext, *, now: datetime | None = None) -> list[tuple[uuid.UUID, int]]:
     """Claim due reports, create their executions, advance them; then publish. Returns what was sent."""
     now = now or ctx.clock.now()
-    to_publish: list[tuple[uuid.UUID, int]] = []
+    dispatched: list[Dispatched] = []
     while True:
         claimed, created = _claim_batch(ctx, now)
-        to_publish.extend(created)
+        dispatched.extend(created)
         if claimed < BATCH:
             break
-    for execution_id, delay_ms in to_publish:
-        publish_render(ctx.publisher, execution_id, delay_ms=delay_ms or None)
-    if to_publish:
-        log.info("dispatched %d executions", len(to_publish))
-    return to_publish
+    _publish_all(ctx, dispatched)
+    for run in dispatched:
+        lag = (now - run.scheduled_for).total_seconds()
+        extra = {"report_id": str(run.report_id), "execution_id": str(run.execution_id), "lag_s": round(lag, 3)}
+        if lag > LATE_AFTER.total_seconds():
+            log.warning("report was due %ds ago; running it once now", lag, extra=extra)
+        else:
+            log.info("queued run scheduled for %s", run.scheduled_for.isoformat(), extra=extra)
+    if dispatched:
+        EXECUTIONS_QUEUED.labels("schedule").inc(len(dispatched))
+        log.info("dispatched %d executions", len(dispatched))
+    return [(run.execution_id, run.delay_ms) for run in dispatched]
 
 
-def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[tuple[uuid.UUID, int]]]:
+def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Dispatched]]:
     """One transaction: lock up to BATCH due reports, insert their executions, advance them."""
-    created: list[tuple[uuid.UUID, int]] = []
     with transaction(ctx.session_factory) as session:
-        insert = _insert(session.get_bind().dialect.name)
-        due = (
-            session.execute(
-                sa.select(ScheduledReport)
-                .where(ScheduledReport.is_active.is_(True), ScheduledReport.next_run_at <= now + LOOKAHEAD)
-                .order_by(ScheduledReport.next_run_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
+        due = session.execute(
+            sa.select(
+                ScheduledReport.id,
+                ScheduledReport.schedule,
+                ScheduledReport.next_run_at,
+                ScheduledReport.recipients,
+                ScheduledReport.cc,
             )
-            .scalars()
-            .all()
-        )
+            .where(ScheduledReport.is_active.is_(True), ScheduledReport.next_run_at <= now + LOOKAHEAD)
+            .order_by(ScheduledReport.next_run_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        executions: list[dict] = []
+        advances: list[dict] = []
         for report in due:
-            scheduled_for = report.next_run_at
             try:
                 # Missed occurrences (downtime) collapse into this one run.
-                following = next_run(parse_schedule(report.schedule), max(now, scheduled_for))
+                following = next_run(parse_schedule(report.schedule), max(now, report.next_run_at))
             except ValueError as exc:
                 # A schedule that can no longer be computed (e.g. a zone gone from tzdata)
                 # must not block every other report: stop it and say why.
                 log.error("report stopped: its schedule is unusable: %s", exc, extra={"report_id": str(report.id)})
-                report.next_run_at = None
-                continue
-            late = now - scheduled_for > LATE_AFTER
-            execution_id = uuid.uuid4()
-            inserted = session.execute(
-                insert(ReportExecution)
-                .values(
-                    id=execution_id,
-                    report_id=report.id,
-                    trigger="schedule",
-                    status="queued",
-                    scheduled_for=scheduled_for,
-                    queued_at=now,
-                    last_enqueued_at=now,
-                    late=late,
-                    truncated=False,
-                    attempts=0,
-                    enqueue_count=1,
-                    recipients=planned_recipients(report, trigger="schedule", requester=None),
-                )
-                .on_conflict_do_nothing(index_elements=["report_id", "scheduled_for"])
-            ).rowcount
-            report.next_run_at = following
-            if inserted:
-                delay = max(0, int((scheduled_for - now).total_seconds() * 1000))
-                created.append((execution_id, delay))
-                EXECUTIONS_QUEUED.labels("schedule").inc()
-                lag = (now - scheduled_for).total_seconds()
-                extra = {"report_id": str(report.id), "execution_id": str(execution_id), "lag_s": round(lag, 3)}
-                if late:
-                    log.warning("report was due %s ago; running once now", now - scheduled_for, extra=extra)
-                else:
-                    log.info("queued run scheduled for %s", scheduled_for.isoformat(), extra=extra)
+                following = None
+            advances.append({"report_id": report.id, "following": following})
+            if following is not None:
+                executions.append(_execution_row(report, now))
+        created = _insert_executions(session, executions, now)
+        if advances:
+            session.execute(
+                sa.update(ScheduledReport.__table__)
+                .where(ScheduledReport.__table__.c.id == sa.bindparam("report_id"))
+                .values(next_run_at=sa.bindparam("following")),
+                advances,
+            )
     return len(due), created
+
+
+def _execution_row(report, now: datetime) -> dict:
+    return {
+        "id": uuid.uuid4(),
+        "report_id": report.id,
+        "trigger": "schedule",
+        "status": "queued",
+        "scheduled_for": report.next_run_at,
+        "queued_at": now,
+        "last_enqueued_at": now,
+        "late": now - report.next_run_at > LATE_AFTER,
+        "truncated": False,
+        "attempts": 0,
+        "enqueue_count": 1,
+        "recipients": planned_recipients(report, trigger="schedule", requester=None),
+    }
+
+
+def _insert_executions(session: Session, rows: list[dict], now: datetime) -> list[Dispatched]:
+    """One INSERT … ON CONFLICT DO NOTHING; RETURNING says which rows are new (and ours to publish)."""
+    if not rows:
+        return []
+    insert = _insert(session.get_bind().dialect.name)
+    statement = (
+        insert(ReportExecution.__table__)
+        .on_conflict_do_nothing(index_elements=["report_id", "scheduled_for"])
+        .returning(ReportExecution.__table__.c.id)
+    )
+    # executemany with RETURNING: SQLAlchemy batches it into multi-row statements ("insertmanyvalues").
+    inserted = set(session.execute(statement, rows).scalars())
+    return [
+        Dispatched(
+            row["id"],
+            row["report_id"],
+            row["scheduled_for"],
+            max(0, int((row["scheduled_for"] - now).total_seconds() * 1000)),
+        )
+        for row in rows
+        if row["id"] in inserted
+    ]
+
+
+def _publish_all(ctx: WorkerContext, dispatched: list[Dispatched]) -> None:
+    """Publish after the commit. A lost publish is not fatal: the sweeper re-enqueues queued runs."""
+
+    def publish(run: Dispatched) -> None:
+        publish_render(ctx.publisher, run.execution_id, delay_ms=run.delay_ms or None)
+
+    if len(dispatched) < _PARALLEL_FROM:
+        for run in dispatched:
+            publish(run)
+        return
+    global _publisher_pool
+    if _publisher_pool is None:
+        _publisher_pool = ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="dispatch-publish")
+    list(_publisher_pool.map(publish, dispatched))
