@@ -319,3 +319,22 @@ def test_smtp_password_no_key_can_open_fails_the_run_with_a_clear_error(pg_url, 
     assert execution.status == "failed"
     assert "SMTP password cannot be decrypted with any key in BIAPP_FERNET_KEYS" in execution.error
     assert handler.received == []
+
+
+def test_test_run_goes_only_to_the_caller_with_a_test_subject(ctx, settings, pg_session_factory, smtp):
+    handler, port = smtp
+    seeded = seed_rendered(
+        pg_session_factory,
+        settings,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        recipients=["ana@example.com", "bo@example.com"],
+        cc=["cy@example.com"],
+        trigger="test",
+    )
+    deliver_execution(ctx, SmtplibTransport(), seeded.execution_id)
+    (mail,) = handler.received
+    assert mail.recipients == [seeded.owner_email]
+    assert mail.message["Subject"] == "[TEST] Revenue 2026-03-02"
+    execution, _ = execution_state(pg_session_factory, seeded.execution_id)
+    assert execution.status == "success" and execution.trigger == "test"
