@@ -114,6 +114,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.execve(sys.executable, argv, _prepare_worker_metrics())
 
 
+# Our log format first: periodiq's own basicConfig() then leaves the root logger alone.
+_PERIODIQ = (
+    "import sys; from shared.config import load_settings; from shared.logs import configure_logging; "
+    "s = load_settings(); configure_logging('scheduler', s.log_format, s.log_level); "
+    "sys.argv[0] = 'periodiq'; from periodiq import entrypoint; entrypoint()"
+)
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """periodiq emits the every-minute tick; a dramatiq worker on biapp.scheduler runs it."""
     settings = _settings()
@@ -122,7 +130,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             _dramatiq_argv("scheduler", 1, args.threads, _shutdown_ms(settings, "scheduler")),
             env=_prepare_worker_metrics(),
         ),
-        subprocess.Popen([sys.executable, "-m", "periodiq", "services.scheduler.worker"]),
+        # periodiq has no __main__ module: call its console-script entry point directly.
+        subprocess.Popen([sys.executable, "-c", _PERIODIQ, "services.scheduler.worker"]),
     ]
 
     stopping = False
