@@ -85,7 +85,7 @@ def test_semantic_preview_over_a_sqlite_source(api, admin, sales_file):
         {"name": "region", "type": "string", "label": "region", "format": None},
         {"name": "revenue", "type": "decimal", "label": "revenue", "format": "currency"},
     ]
-    assert preview["rows"] == [["EMEA", "15.0"]] and preview["row_count"] == 1 and preview["truncated"] is False
+    assert preview["rows"] == [["EMEA", "15"]] and preview["row_count"] == 1 and preview["truncated"] is False
 
 
 def test_data_sources_are_admin_only(api, admin):
