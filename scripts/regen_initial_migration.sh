@@ -13,4 +13,5 @@ command.revision(cfg, message="initial schema", autogenerate=True, rev_id="0001"
 PY
 mv shared/db/migrations/versions/0001_*.py shared/db/migrations/versions/0001_initial.py
 psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB"
-.venv/bin/ruff format -q shared/db/migrations/versions/0001_initial.py || true
+.venv/bin/ruff format -q shared/db/migrations/versions/0001_initial.py
+.venv/bin/ruff check -q --fix shared/db/migrations/versions/0001_initial.py >/dev/null || true

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
-from shared.errors import ConflictError
 from shared.messaging import Publisher
 from shared.metrics import EXECUTIONS_QUEUED
 from shared.models import ReportExecution, ScheduledReport, User
 
 log = logging.getLogger(__name__)
-_NUDGES = 50
 
 
 def planned_recipients(report: ScheduledReport, *, trigger: str, requester: User | None) -> list[dict]:
@@ -43,27 +40,19 @@ def create_execution(
     now: datetime,
     requester: User | None = None,
 ) -> ReportExecution:
-    recipients = planned_recipients(report, trigger=trigger, requester=requester)
-    # (report_id, scheduled_for) is unique; two runs requested in the same microsecond
-    # (or one landing exactly on a scheduled occurrence) take the next free microsecond.
-    for nudge in range(_NUDGES):
-        execution = ReportExecution(
-            report_id=report.id,
-            trigger=trigger,
-            status="queued",
-            requested_by=requester.id if requester else None,
-            scheduled_for=now + timedelta(microseconds=nudge),
-            queued_at=now,
-            last_enqueued_at=now,
-            recipients=recipients,
-        )
-        try:
-            with session.begin_nested():
-                session.add(execution)
-            return execution
-        except IntegrityError:
-            continue
-    raise ConflictError("Too many runs of this report were requested at once; try again.")
+    execution = ReportExecution(
+        report_id=report.id,
+        trigger=trigger,
+        status="queued",
+        requested_by=requester.id if requester else None,
+        scheduled_for=now,
+        queued_at=now,
+        last_enqueued_at=now,
+        recipients=planned_recipients(report, trigger=trigger, requester=requester),
+    )
+    session.add(execution)
+    session.flush()
+    return execution
 
 
 def publish_render(publisher: Publisher, execution_id: object, *, delay_ms: int | None = None) -> bool:

@@ -140,7 +140,9 @@ def _insert_executions(session: Session, rows: list[dict], now: datetime) -> lis
     insert = _insert(session.get_bind().dialect.name)
     statement = (
         insert(ReportExecution.__table__)
-        .on_conflict_do_nothing(index_elements=["report_id", "scheduled_for"])
+        .on_conflict_do_nothing(
+            index_elements=["report_id", "scheduled_for"], index_where=ReportExecution.trigger == "schedule"
+        )
         .returning(ReportExecution.__table__.c.id)
     )
     # executemany with RETURNING: SQLAlchemy batches it into multi-row statements ("insertmanyvalues").

@@ -84,7 +84,15 @@ class ReportExecution(Base):
     )
 
     __table_args__ = (
-        sa.UniqueConstraint("report_id", "scheduled_for"),
+        # One run per scheduled occurrence; manual and test runs may share an instant.
+        sa.Index(
+            "uq_report_executions_occurrence",
+            "report_id",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=sa.text("trigger = 'schedule'"),
+            sqlite_where=sa.text("trigger = 'schedule'"),
+        ),
         sa.Index("ix_report_executions_status_queued_at", "status", "queued_at"),
         sa.Index("ix_report_executions_report_id_queued_at", "report_id", "queued_at"),
         sa.CheckConstraint(f"status in {EXECUTION_STATES!r}", name="status"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,8 @@ BIAPP = str(Path(sys.executable).with_name("biapp"))
 
 
 def run(args, env, **kwargs):
-    import os
-
-    return subprocess.run([BIAPP, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120, **kwargs)
+    full_env = {**os.environ, **env}
+    return subprocess.run([BIAPP, *args], env=full_env, capture_output=True, text=True, timeout=120, **kwargs)
 
 
 def test_bad_setting_stops_every_command_with_one_clear_line():

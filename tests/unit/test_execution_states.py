@@ -61,8 +61,12 @@ def execution_id(factory):
         session.add(query)
         session.flush()
         report = ScheduledReport(
-            owner_id=user.id, name="r", saved_query_id=query.id, schedule={"frequency": "daily"},
-            recipients=["a@example.com"], formats=["csv"],
+            owner_id=user.id,
+            name="r",
+            saved_query_id=query.id,
+            schedule={"frequency": "daily"},
+            recipients=["a@example.com"],
+            formats=["csv"],
         )
         session.add(report)
         session.flush()

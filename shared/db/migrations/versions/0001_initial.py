@@ -2,13 +2,13 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 15:34:19.866126
+Create Date: 2026-11-28 16:08:42.269045
 """
 
-from alembic import op
 import sqlalchemy as sa
-import shared.db.types
+from alembic import op
 
+import shared.db.types
 
 revision = "0001"
 down_revision = None
@@ -254,12 +254,19 @@ def upgrade() -> None:
             ["requested_by"], ["users.id"], name=op.f("fk_report_executions_requested_by_users"), ondelete="SET NULL"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_report_executions")),
-        sa.UniqueConstraint("report_id", "scheduled_for", name=op.f("uq_report_executions_report_id_scheduled_for")),
     )
     op.create_index(
         "ix_report_executions_report_id_queued_at", "report_executions", ["report_id", "queued_at"], unique=False
     )
     op.create_index("ix_report_executions_status_queued_at", "report_executions", ["status", "queued_at"], unique=False)
+    op.create_index(
+        "uq_report_executions_occurrence",
+        "report_executions",
+        ["report_id", "scheduled_for"],
+        unique=True,
+        postgresql_where=sa.text("trigger = 'schedule'"),
+        sqlite_where=sa.text("trigger = 'schedule'"),
+    )
     op.create_table(
         "artifacts",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -327,6 +334,12 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_artifacts_expires_at"), table_name="artifacts")
     op.drop_index(op.f("ix_artifacts_execution_id"), table_name="artifacts")
     op.drop_table("artifacts")
+    op.drop_index(
+        "uq_report_executions_occurrence",
+        table_name="report_executions",
+        postgresql_where=sa.text("trigger = 'schedule'"),
+        sqlite_where=sa.text("trigger = 'schedule'"),
+    )
     op.drop_index("ix_report_executions_status_queued_at", table_name="report_executions")
     op.drop_index("ix_report_executions_report_id_queued_at", table_name="report_executions")
     op.drop_table("report_executions")
