@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL (127.0.0.1:5432) and RabbitMQ (127.0.0.1:5672) answer:
-# start them when installed but stopped; install them (Debian packages, as root) when absent.
+# Makes sure PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672) and MariaDB (127.0.0.1:3306,
+# root without password, database `test`) answer: start them when installed but stopped; install them
+# (Debian packages, as root) when absent.
 set -uo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&-; }
@@ -42,7 +43,26 @@ ensure_rabbitmq() {
   wait_port 5672
 }
 
+ensure_mariadb() {
+  port_open 3306 && return 0
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    echo "MariaDB is not installed; installing" >&2
+    apt_install mariadb-server || return 1
+  fi
+  echo "starting MariaDB" >&2
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  wait_port 3306 || return 1
+  # Tests connect as root over TCP without a password and expect a `test` database.
+  if command -v mariadb >/dev/null; then
+    mariadb -uroot -h127.0.0.1 -e "SELECT 1" >/dev/null 2>&1 || mariadb -uroot -e \
+      "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION" || true
+    mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE IF NOT EXISTS test" || true
+  fi
+}
+
 ok=0
 ensure_postgres || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; ok=1; }
 ensure_rabbitmq || { echo "RabbitMQ is not reachable on 127.0.0.1:5672" >&2; ok=1; }
+ensure_mariadb || { echo "MariaDB is not reachable on 127.0.0.1:3306" >&2; ok=1; }
 exit $ok

@@ -1,6 +1,6 @@
 """Fixtures for every tier.
 
-Real-service fixtures (PostgreSQL, RabbitMQ) skip on a laptop without the service
+Real-service fixtures (PostgreSQL, RabbitMQ, MariaDB) skip on a laptop without the service
 but fail under CI=true: in CI a skipped integration test is a failure.
 """
 
@@ -17,6 +17,7 @@ from email.message import EmailMessage
 
 import pika
 import psycopg
+import pymysql
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
@@ -31,6 +32,8 @@ from tests.support import ApiClient, free_port, make_settings, wait_until
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_DSN = os.environ.get("BIAPP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_HOST = os.environ.get("BIAPP_TEST_AMQP_HOST", "127.0.0.1")
+MYSQL_HOST = os.environ.get("BIAPP_TEST_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("BIAPP_TEST_MYSQL_PORT", "3306"))
 
 
 def require(service: str, error: Exception | None) -> None:
@@ -88,6 +91,38 @@ def pg_url(pg_database_url, pg_engine):
 @pytest.fixture
 def pg_session_factory(pg_url, pg_engine):
     return make_session_factory(pg_engine)
+
+
+# --- MySQL / MariaDB (a data source kind) ------------------------------------------
+
+
+def mysql_admin(database: str | None = None) -> pymysql.Connection:
+    """A root connection to the test MariaDB (root, empty password), autocommit."""
+    return pymysql.connect(
+        host=MYSQL_HOST,
+        port=MYSQL_PORT,
+        user="root",
+        password="",
+        database=database,
+        autocommit=True,
+        connect_timeout=5,
+        charset="utf8mb4",
+    )
+
+
+@pytest.fixture(scope="session")
+def mysql_url():
+    """A fresh, empty MariaDB database for this test session (as root), dropped at the end."""
+    name = f"biapp_test_{os.getpid()}"
+    try:
+        with mysql_admin() as conn, conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    except pymysql.Error as exc:
+        require("MariaDB", exc)
+    yield f"mysql+pymysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{name}?charset=utf8mb4"
+    with mysql_admin() as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 # --- RabbitMQ ----------------------------------------------------------------------

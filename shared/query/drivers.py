@@ -240,6 +240,15 @@ class MySqlReader:
 
     def begin(self, timeout_s: int) -> None:
         with self.raw.cursor() as cursor:
+            # TIMESTAMP values (and NOW()) follow the session zone: make it the report's, as on PostgreSQL.
+            # A server without zone tables only knows offsets; the zone's current one is the fallback.
+            try:
+                cursor.execute("SET time_zone = %s", (self.zone.key,))
+            except pymysql.err.DatabaseError as exc:
+                if _mysql_code(exc) != _MYSQL_UNKNOWN_ZONE:
+                    raise
+                offset = datetime.now(self.zone).strftime("%z")
+                cursor.execute("SET time_zone = %s", (f"{offset[:3]}:{offset[3:]}",))
             cursor.execute("START TRANSACTION READ ONLY")
 
     def execute(self, sql: str, params) -> None:
@@ -325,6 +334,7 @@ def reader_for(kind: str, engine: sa.Engine, connection: sa.Connection, zone: Zo
 # --- errors -------------------------------------------------------------------------------
 
 _MYSQL_TIMEOUTS = {1317, 3024, 1969}
+_MYSQL_UNKNOWN_ZONE = 1298
 _MYSQL_CONNECTION_LOST = {2003, 2006, 2013, 2055}
 
 

@@ -7,13 +7,14 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from shared.config import Settings
 from shared.errors import DataSourceUnavailableError, FieldError, NotFoundError, ValidationFailedError
 from shared.models import DataSource
 from shared.query import drivers
 from shared.query.catalog import referenced_columns
-from shared.query.sources import build_url, resolve_sqlite_path
+from shared.query.sources import build_url, driver_connect_args, resolve_sqlite_path
 from shared.security.crypto import SecretBox
 
 TEST_TIMEOUT_S = 5
@@ -33,7 +34,11 @@ def test_connection(source: DataSource, secrets: SecretBox, settings: Settings) 
         if source.kind == "sqlite":
             return _test_sqlite(source, settings, started)
         url = build_url(source, secrets, settings)
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": TEST_TIMEOUT_S})
+        engine = sa.create_engine(
+            url,
+            poolclass=sa.pool.NullPool,
+            connect_args={"connect_timeout": TEST_TIMEOUT_S, **driver_connect_args(source, url)},
+        )
         try:
             with engine.connect() as connection:
                 connection.exec_driver_sql("SELECT 1").scalar()
@@ -105,7 +110,8 @@ def list_tables(engine: sa.Engine) -> list[dict]:
 
 
 def catalog_type(sql_type: sa.types.TypeEngine) -> str:
-    if isinstance(sql_type, sa.Boolean):
+    # MySQL's BOOLEAN is TINYINT(1), which SQLAlchemy reflects as an integer.
+    if isinstance(sql_type, sa.Boolean) or (isinstance(sql_type, mysql.TINYINT) and sql_type.display_width == 1):
         return "boolean"
     if isinstance(sql_type, sa.Integer):
         return "integer"
@@ -125,12 +131,51 @@ def list_columns(engine: sa.Engine, table: str) -> list[dict]:
         columns = inspector.get_columns(name, schema=schema)
     except sa.exc.NoSuchTableError:
         raise NotFoundError(f"No table or view {table!r} in this data source.") from None
+    except sa.exc.DBAPIError:
+        if engine.dialect.name != "mysql":
+            raise
+        # Reflecting a MySQL view runs SHOW CREATE, which needs SHOW VIEW; a SELECT-only user can still
+        # read information_schema.
+        found = _mysql_columns(engine, schema, name)
+        if not found:
+            raise NotFoundError(f"No table or view {table!r} in this data source.") from None
+        return found
     if not columns:
         raise NotFoundError(f"No table or view {table!r} in this data source.")
     return [
         {"name": c["name"], "type": catalog_type(c["type"]), "sql_type": str(c["type"]), "nullable": c["nullable"]}
         for c in columns
     ]
+
+
+def _mysql_columns(engine: sa.Engine, schema: str | None, name: str) -> list[dict]:
+    query = sa.text(
+        "SELECT column_name, data_type, column_type, is_nullable FROM information_schema.columns"
+        " WHERE table_schema = COALESCE(:schema, DATABASE()) AND table_name = :name ORDER BY ordinal_position"
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query, {"schema": schema, "name": name}).all()
+    found = []
+    for column, data_type, column_type, nullable in rows:
+        cls = mysql.base.ischema_names.get(data_type.lower())
+        if column_type.lower().startswith("tinyint(1)"):
+            kind = "boolean"
+        elif cls is None:
+            kind = "string"
+        else:
+            kind = next((k for base, k in _CLASS_KINDS if issubclass(cls, base)), "string")
+        found.append({"name": column, "type": kind, "sql_type": column_type.upper(), "nullable": nullable == "YES"})
+    return found
+
+
+_CLASS_KINDS = (
+    (sa.Boolean, "boolean"),
+    (sa.Integer, "integer"),
+    (sa.Numeric, "decimal"),
+    (sa.Float, "decimal"),
+    (sa.DateTime, "datetime"),
+    (sa.Date, "date"),
+)
 
 
 def check_entity_columns(engine: sa.Engine, table: str, dimensions: list[dict], measures: list[dict]) -> None:

@@ -43,6 +43,13 @@ def build_url(source: DataSource, secrets: SecretBox, settings: Settings) -> URL
     )
 
 
+def driver_connect_args(source: DataSource, url: URL) -> dict:
+    """Driver arguments the URL cannot carry: PyMySQL sends a str password as Latin-1, the server hashed UTF-8."""
+    if source.kind == "mysql" and url.password:
+        return {"password": url.password.encode()}
+    return {}
+
+
 class SourceEngines:
     """One pooled engine per data source, rebuilt when the source changes."""
 
@@ -74,7 +81,12 @@ class SourceEngines:
                 return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
             return sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, connect_args={"connect_timeout": 10})
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            connect_args={"connect_timeout": 10, **driver_connect_args(source, url)},
+        )
 
     def forget(self, source_id: object) -> None:
         with self._lock:
