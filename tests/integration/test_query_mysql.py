@@ -353,12 +353,13 @@ def test_the_row_cap_sets_truncated_and_the_pool_recovers(harness, engines, alic
     assert alice.post(f"/api/saved-queries/{query['id']}/preview?limit=500").get_json()["row_count"] == 200
 
 
+@pytest.mark.timeout(20)  # SLEEP(60) left running would end the test here: the query must be cut
 def test_a_slow_query_is_cut_by_the_timeout_with_a_clear_error(pg_url, tmp_path, mysql_db):
     slow = build_harness(pg_url, tmp_path, BIAPP_QUERY_TIMEOUT_S="1")
     admin = slow.create_user("admin@example.com", role="admin")
     source_id = admin.post("/api/data-sources", json=source_body(mysql_db)).get_json()["id"]
     query = admin.post(
-        "/api/saved-queries", json={"name": "slow", "data_source_id": source_id, "sql": "SELECT SLEEP(5) AS slept"}
+        "/api/saved-queries", json={"name": "slow", "data_source_id": source_id, "sql": "SELECT SLEEP(60) AS slept"}
     ).get_json()
     engines = SourceEngines(slow.settings, SecretBox(slow.settings.fernet_keys))
     try:
@@ -371,7 +372,7 @@ def test_a_slow_query_is_cut_by_the_timeout_with_a_clear_error(pg_url, tmp_path,
         # The statement was killed on the server, not left sleeping; the source still answers.
         with mysql_admin() as conn, conn.cursor() as cursor:
             cursor.execute(
-                "SELECT count(*) FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(5)%'"
+                "SELECT count(*) FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(60)%'"
                 " AND command = 'Query'"
             )
             assert cursor.fetchone()[0] == 0
