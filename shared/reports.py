@@ -11,6 +11,7 @@ from shared.errors import FieldError
 from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport, User
 from shared.schedules import next_run, parse_schedule, upcoming
 from shared.storage import ArtifactStore
+from shared.templates import check_template
 
 
 def _readable(obj, user: User) -> bool:
@@ -18,7 +19,9 @@ def _readable(obj, user: User) -> bool:
 
 
 def check_source(session: Session, user: User, data: dict) -> None:
-    """The report's query or dashboard must exist and be visible to its owner."""
+    """The report's query or dashboard must exist and be visible to its owner; its templates must render."""
+    check_template(data.get("subject"), "subject")
+    check_template(data.get("body"), "body")
     if data.get("saved_query_id"):
         if not _readable(session.get(SavedQuery, data["saved_query_id"]), user):
             raise FieldError("saved_query_id", "no such saved query")

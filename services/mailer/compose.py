@@ -24,21 +24,16 @@ from email.policy import SMTP, default
 from email.utils import format_datetime
 
 from jinja2 import Environment, StrictUndefined, select_autoescape
-from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
-from shared.errors import PermanentError
+from shared.templates import render_template
 
-_ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
-_HTML_ENV = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
 # Our own layout, not user input: a plain (autoescaping) environment is enough.
 _LAYOUT_ENV = Environment(autoescape=select_autoescape(default=True), undefined=StrictUndefined)
 
 DEFAULT_SUBJECT = "{{ report_name }} – {{ date }}"
 DEFAULT_BODY = "{{ report_name }} for {{ date }} ({{ run_time }}): {{ row_count }} rows."
 MAX_SUBJECT_CHARS = 250
-MAX_BODY_CHARS = 200_000
 PREVIEW_ROWS = 20
 PREVIEW_CELL_CHARS = 120
 
@@ -82,36 +77,6 @@ class MailContent:
     html: str | None
     attachments: tuple[Attachment, ...] = ()
     links: tuple[DownloadLink, ...] = field(default=())
-
-
-def template_context(report_name: str, run_local: datetime, row_count: int, timezone: str) -> dict:
-    return {
-        "report_name": report_name,
-        "date": run_local.strftime("%Y-%m-%d"),
-        "run_time": run_local.strftime("%Y-%m-%d %H:%M %Z").strip(),
-        "row_count": row_count,
-        "timezone": timezone,
-    }
-
-
-def render_template(
-    source: str, context: dict, *, html: bool = False, field: str = "template", limit: int = MAX_BODY_CHARS
-) -> str:
-    """Render a user template in the sandbox; PermanentError (a clear message) on anything unsafe or invalid."""
-    env = _HTML_ENV if html else _ENV
-    try:
-        parts: list[str] = []
-        size = 0
-        for piece in env.from_string(source).generate(**context):
-            parts.append(piece)
-            size += len(piece)
-            if size > limit:
-                raise PermanentError(f"The {field} template produces more than {limit} characters.")
-        return "".join(parts)
-    except SecurityError:
-        raise PermanentError(f"The {field} template tried something unsafe and was refused.") from None
-    except TemplateError as exc:
-        raise PermanentError(f"The {field} template is invalid: {exc.message or type(exc).__name__}") from None
 
 
 def one_line(text: str, limit: int) -> str:

@@ -36,7 +36,6 @@ from services.mailer.compose import (
     compose_body,
     message_id_for,
     render_subject,
-    template_context,
 )
 from services.mailer.files import plan_files, read_preview
 from services.mailer.transport import SendRefused, SmtpFailure, SmtpSettings, Transport
@@ -46,6 +45,7 @@ from shared.db import transaction
 from shared.errors import PermanentError
 from shared.metrics import DELIVERIES, EXECUTIONS
 from shared.models import Artifact, Delivery, EmailConfig, ReportExecution, ScheduledReport
+from shared.templates import template_context
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,11 @@ from services.mailer.compose import (
     build_message,
     compose_body,
     render_subject,
-    render_template,
     safe_filename,
-    template_context,
 )
 from services.mailer.files import plan_files, read_preview
 from shared.errors import PermanentError
+from shared.templates import render_template, template_context
 
 RUN = datetime(2026, 3, 29, 9, 0, tzinfo=UTC)
 

@@ -256,3 +256,23 @@ def test_another_users_report_is_not_found(harness, analyst, query_id):
     assert other.get(f"/api/scheduled-reports/{report['id']}/next-runs").status_code == 404
     assert other.get(f"/api/scheduled-reports/{report['id']}/executions").status_code == 404
     assert other.delete(f"/api/scheduled-reports/{report['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("field", "template", "fragment"),
+    [
+        ("subject", "Revenue {{ dat }}", "'dat' is undefined"),
+        ("subject", "{{ ''.__class__.__mro__ }}", "unsafe"),
+        ("body", "{% for %}", "invalid"),
+    ],
+)
+def test_a_template_that_would_fail_at_send_time_is_refused_when_saved(analyst, query_id, field, template, fragment):
+    response = analyst.post("/api/scheduled-reports", json=body(query_id, **{field: template}))
+    assert response.status_code == 422
+    message = response.get_json()["errors"][field][0]
+    assert fragment in message and "report_name" in message
+
+
+def test_date_and_the_other_documented_variables_are_accepted(analyst, query_id):
+    subject = "{{ report_name }} {{date}} {{ run_time }} {{ row_count }} {{ timezone }}"
+    assert analyst.post("/api/scheduled-reports", json=body(query_id, subject=subject)).status_code == 201
