@@ -4,18 +4,26 @@ Typed cells carry number formats from the catalog; the header is bold and frozen
 an autofilter; column widths come from the first rows (a write-only sheet writes its
 column widths before its first row, so those rows are held back briefly). A section
 longer than one sheet continues on the next one. Dashboards get a cover sheet.
+
+The hot path: one converter per column, chosen once per sheet from the column's declared
+type (exact type test first, the general `_cell` for anything unexpected), and one styled
+cell per column and kind that carries every row's value. openpyxl's write-only sheet
+would turn each styled cell it is handed into a caught ValueError plus a fresh cell, so
+each sheet gets `_fast_cells` in place of its `_values_to_row` (see there).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from operator import call
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
@@ -99,6 +107,36 @@ class _Cells:
         return cell
 
 
+def _fast_cells(ws):
+    """A drop-in for `WriteOnlyWorksheet._values_to_row` (openpyxl 3.1) without its per-cell waste.
+
+    openpyxl's own version assigns every appended value to a scratch cell, which for a Cell
+    raises and catches a ValueError (formatting the cell's repr on the way), and makes a new
+    scratch cell after every styled one. Here a Cell we prepared is passed on as it is and
+    plain values share one scratch cell. Should openpyxl stop calling this hook, its own
+    version takes over and the output stays the same, only slower.
+    """
+    scratch = [WriteOnlyCell(ws)]
+
+    def values_to_row(values, row_idx):
+        plain = scratch[0]
+        for col_idx, value in enumerate(values, 1):
+            if value is None:
+                continue
+            if type(value) is Cell:
+                cell = value
+            else:
+                cell = plain
+                cell.value = value
+            cell.column = col_idx
+            cell.row = row_idx
+            yield cell
+            if cell is plain and plain._style is not None and plain.has_style:  # e.g. a time value got a format
+                plain = scratch[0] = WriteOnlyCell(ws)
+
+    return values_to_row
+
+
 class XlsxWriter:
     format = "xlsx"
 
@@ -120,6 +158,7 @@ class XlsxWriter:
         self._section: Section | None = None
         self._ws = None
         self._cells: _Cells | None = None
+        self._converters: list = []
         self._in_sheet = 0
         self._pending: list[tuple] | None = None
         self._widths: list[int] = []
@@ -139,10 +178,13 @@ class XlsxWriter:
         title = section.title if not result.parts else f"{section.title} ({len(result.parts) + 1})"
         name = sheet_name(title, self.used_names)
         ws = self.workbook.create_sheet(name)
+        if hasattr(ws, "_values_to_row"):
+            ws._values_to_row = _fast_cells(ws)
         ws.freeze_panes = "A2"
         result.parts.append(name)
         self._ws = ws
         self._cells = _Cells(ws, section.columns)
+        self._converters = [self._converter(i, c) for i, c in enumerate(section.columns)]
         self._in_sheet = 0
         if self._pending is None:  # a continuation sheet: widths are known already
             self._start_sheet()
@@ -188,8 +230,65 @@ class XlsxWriter:
         if self._in_sheet >= self.rows_per_sheet:
             self._close_sheet()
             self._open_sheet()
-        self._ws.append([self._cell(i, v) for i, v in enumerate(row)])
+        converters = self._converters
+        if len(row) == len(converters):
+            self._ws.append(list(map(call, converters, row)))
+        else:  # a row not shaped like the columns
+            self._ws.append([self._cell(i, v) for i, v in enumerate(row)])
         self._in_sheet += 1
+
+    def _converter(self, index: int, column: ColumnInfo):
+        """`value -> what to append` for one column: the declared type's case inline, `_cell` for the rest."""
+        general, cell = self._cell, self._cells.get
+        if column.type == "datetime":
+            target, zone = cell(index, "datetime"), self.zone
+
+            def convert(value):
+                if type(value) is datetime:
+                    target.value = value.astimezone(zone).replace(tzinfo=None) if value.tzinfo is not None else value
+                    return target
+                return general(index, value)
+
+        elif column.type == "date":
+            target = cell(index, "date")
+
+            def convert(value):
+                if type(value) is date:
+                    target.value = value
+                    return target
+                return general(index, value)
+
+        elif column.type in ("integer", "decimal") or column.format is not None:
+            if self._cells.formats[index] is None:
+
+                def convert(value):
+                    kind = type(value)
+                    return value if kind is int or kind is Decimal or kind is float else general(index, value)
+
+            else:
+                target = cell(index, "number")
+
+                def convert(value):
+                    kind = type(value)
+                    if kind is Decimal or kind is int or kind is float:
+                        target.value = value
+                        return target
+                    return general(index, value)
+
+        elif column.type == "string":
+            search = ILLEGAL_CHARACTERS_RE.search
+
+            def convert(value):
+                if type(value) is str and len(value) <= EXCEL_MAX_TEXT and not search(value):
+                    return value if not value or value[0] not in FORMULA_TRIGGERS else general(index, value)
+                return general(index, value)
+
+        else:
+
+            def convert(value):
+                return general(index, value)
+
+        return convert
 
     def _cell(self, index: int, value: object) -> object:
         if value is None:
