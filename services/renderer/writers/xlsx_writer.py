@@ -49,7 +49,12 @@ EXCEL_MAX_ROWS = 1_048_576  # rows in one sheet, header included
 EXCEL_MAX_TEXT = 32_767
 WIDTH_SAMPLE_ROWS = 100
 MIN_WIDTH, MAX_WIDTH = 6, 60
-SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
+# Control characters openpyxl refuses, plus what XML cannot carry (U+FFFE, U+FFFF, lone surrogates): shown as U+FFFD.
+NOT_IN_CELLS = re.compile(ILLEGAL_CHARACTERS_RE.pattern + "|[\ud800-\udfff\ufffe\uffff]")
+# Those and carriage returns, which XML readers take as line feeds. lxml (openpyxl's fast path)
+# would escape them and keep them; they are written as the line feeds readers always saw.
+NEEDS_CLEANING = re.compile(NOT_IN_CELLS.pattern + "|\r")
+SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\\x00-\x1f\ud800-\udfff\ufffe\uffff]")
 CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 HEADER_FONT = Font(bold=True)
@@ -72,9 +77,28 @@ def sheet_name(title: str, used: set[str]) -> str:
 
 
 def clean_text(value: str) -> str:
-    if ILLEGAL_CHARACTERS_RE.search(value):
-        value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
-    return value[:EXCEL_MAX_TEXT]
+    if NOT_IN_CELLS.search(value):
+        value = NOT_IN_CELLS.sub("\ufffd", value)
+    value = value[:EXCEL_MAX_TEXT]
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return value
+
+
+class _PreparedCell(Cell):
+    """A styled cell that carries many rows' values; its style is set once, so its style id is looked up once."""
+
+    __slots__ = ("_style_id",)
+
+    def __init__(self, worksheet):
+        super().__init__(worksheet, row=1, column=1)
+        self._style_id = None
+
+    @property
+    def style_id(self) -> int:
+        if self._style_id is None:
+            self._style_id = super().style_id
+        return self._style_id
 
 
 class _Cells:
@@ -94,7 +118,7 @@ class _Cells:
         key = (index, kind)
         cell = self._cache.get(key)
         if cell is None:
-            cell = WriteOnlyCell(self.ws)
+            cell = _PreparedCell(self.ws)
             if kind == "text":
                 cell.quotePrefix = True  # Excel's own "this is text" marker ('=…)
             elif kind == "date":
@@ -123,7 +147,7 @@ def _fast_cells(ws):
         for col_idx, value in enumerate(values, 1):
             if value is None:
                 continue
-            if type(value) is Cell:
+            if type(value) is _PreparedCell or isinstance(value, Cell):
                 cell = value
             else:
                 cell = plain
@@ -276,7 +300,7 @@ class XlsxWriter:
                     return general(index, value)
 
         elif column.type == "string":
-            search = ILLEGAL_CHARACTERS_RE.search
+            search = NEEDS_CLEANING.search
 
             def convert(value):
                 if type(value) is str and len(value) <= EXCEL_MAX_TEXT and not search(value):
@@ -299,9 +323,10 @@ class XlsxWriter:
                 return value
             cell = self._cells.get(index, "number")
         elif kind is str:
-            if ILLEGAL_CHARACTERS_RE.search(value) or len(value) > EXCEL_MAX_TEXT:
+            formula_like = value[:1] in FORMULA_TRIGGERS
+            if NEEDS_CLEANING.search(value) or len(value) > EXCEL_MAX_TEXT:
                 value = clean_text(value)
-            if not value or value[0] not in FORMULA_TRIGGERS:
+            if not formula_like:
                 return value
             cell = self._cells.get(index, "text")
             cell.value = value
