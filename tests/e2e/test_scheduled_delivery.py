@@ -12,7 +12,7 @@ import pytest
 
 from shared.db import transaction
 from shared.models import ReportExecution, ScheduledReport
-from tests.integration.test_dispatch import add_report, seed_query
+from tests.integration.seeding import add_report, seed_query
 from tests.support import Process, base_env, free_port, make_settings, wait_until
 
 

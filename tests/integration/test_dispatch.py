@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
 from services.scheduler.dispatch import dispatch_due_reports
-from shared import users
 from shared.context import build_context
 from shared.db import transaction
 from shared.messaging import QUEUE_RENDERER, BrokerPublisher, build_broker
-from shared.models import DataSource, EmailConfig, ReportExecution, SavedQuery, ScheduledReport
-from shared.reports import apply_changes
-from shared.security.crypto import SecretBox
+from shared.models import ReportExecution, ScheduledReport
 from tests.conftest import queue_depth
+from tests.integration.seeding import add_report, seed_query
 from tests.support import base_env, make_settings
-
-DAILY_0900 = {"frequency": "daily", "time": "09:00", "timezone": "UTC"}
 
 
 @pytest.fixture
@@ -48,61 +42,6 @@ def make_ctx(settings, pg_session_factory):
     yield build
     for broker in brokers:
         broker.close()
-
-
-def seed_query(factory, pg_url, settings, *, sql="select 1 as one", smtp=None) -> tuple[uuid.UUID, uuid.UUID]:
-    """An analyst, a PostgreSQL data source on the test database and a raw SQL saved query."""
-    parts = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
-    with transaction(factory) as session:
-        owner = users.create_user(session, email="ana@example.com", password="correct horse battery", role="analyst")
-        if smtp is not None:
-            session.add(
-                EmailConfig(
-                    is_system_default=True,
-                    host=smtp.host,
-                    port=smtp.port,
-                    security="none",
-                    from_address="reports@example.com",
-                )
-            )
-        source = DataSource(
-            name="Test DB",
-            kind="postgresql",
-            host=parts.hostname,
-            port=parts.port or 5432,
-            database=parts.path.lstrip("/"),
-            username=parts.username or "postgres",
-            password_encrypted=SecretBox(settings.fernet_keys).encrypt("unused"),
-            options={},
-        )
-        session.add(source)
-        session.flush()
-        query = SavedQuery(name="Numbers", kind="sql", data_source_id=source.id, sql=sql, owner_id=owner.id)
-        session.add(query)
-        session.flush()
-        return owner.id, query.id
-
-
-def add_report(session, owner_id, query_id, *, now, schedule=DAILY_0900, name="Report", **fields) -> ScheduledReport:
-    report = ScheduledReport(owner_id=owner_id, is_active=True)
-    data = {
-        "name": name,
-        "saved_query_id": query_id,
-        "dashboard_id": None,
-        "schedule": schedule,
-        "recipients": ["a@example.com"],
-        "cc": [],
-        "formats": ["csv"],
-        "subject": "{{report_name}} {{date}}",
-        "body": None,
-        "send_if_empty": True,
-        "is_active": True,
-    }
-    data.update(fields)
-    apply_changes(report, data, now)
-    session.add(report)
-    session.flush()
-    return report
 
 
 def _executions(factory) -> list[ReportExecution]:

@@ -17,7 +17,7 @@ from services.scheduler.dispatch import dispatch_due_reports
 from shared.db import transaction
 from shared.models import ReportExecution, ScheduledReport
 from tests.integration import test_dispatch
-from tests.integration.test_dispatch import add_report, seed_query
+from tests.integration.seeding import add_report, seed_query
 from tests.support import ApiClient, Process, free_port, wait_until
 
 env = test_dispatch.env

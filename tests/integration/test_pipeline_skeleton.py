@@ -7,7 +7,6 @@ import csv
 import hashlib
 import io
 import uuid
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +14,8 @@ import sqlalchemy as sa
 from services.api.app import create_app
 from shared.db import transaction
 from shared.messaging import BrokerPublisher, build_broker
-from shared.models import Artifact, DataSource, Delivery, EmailConfig, ReportExecution
-from shared.security.crypto import SecretBox
+from shared.models import Artifact, Delivery, EmailConfig, ReportExecution
+from tests.integration.seeding import source_on_test_database
 from tests.support import ApiClient, Process, base_env, make_settings, wait_until
 
 PASSWORD = "correct horse battery"
@@ -44,7 +43,6 @@ def system(env, pg_url, pg_session_factory, smtp_server):
     settings = make_settings(**env)
     broker = build_broker(settings)
     app = create_app(settings, publisher=BrokerPublisher(broker), session_factory=pg_session_factory)
-    parts = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
     with transaction(pg_session_factory) as session:
         session.execute(sa.text("drop table if exists skeleton_sales"))
         session.execute(sa.text("create table skeleton_sales (region text, revenue numeric(12,2))"))
@@ -65,16 +63,7 @@ def system(env, pg_url, pg_session_factory, smtp_server):
                 from_name="Reports",
             )
         )
-        source = DataSource(
-            name="Test DB",
-            kind="postgresql",
-            host=parts.hostname,
-            port=parts.port or 5432,
-            database=parts.path.lstrip("/"),
-            username=parts.username or "postgres",
-            password_encrypted=SecretBox(settings.fernet_keys).encrypt("unused"),
-            options={},
-        )
+        source = source_on_test_database(pg_url, settings, name="Test DB")
         session.add(source)
         session.flush()
         source_id = str(source.id)

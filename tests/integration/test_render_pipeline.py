@@ -10,7 +10,6 @@ import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import openpyxl
 import pytest
@@ -20,7 +19,8 @@ from services.api.app import create_app
 from shared import runs, users
 from shared.db import transaction
 from shared.messaging import BrokerPublisher, build_broker
-from shared.models import DataSource, ReportExecution, SavedQuery, ScheduledReport
+from shared.models import ReportExecution, SavedQuery, ScheduledReport
+from tests.integration.seeding import source_on_test_database
 from tests.support import ApiClient, Process, base_env, make_settings, wait_until
 
 PASSWORD = "correct horse battery"
@@ -89,17 +89,7 @@ def renderer(env, tmp_path):
 
 def seed(session, pg_url: str) -> tuple[ScheduledReport, ScheduledReport, users.User]:
     owner = users.create_user(session, email="ana@example.com", password=PASSWORD, role="analyst")
-    parts = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
-    source = DataSource(
-        name="This database",
-        kind="postgresql",
-        host=parts.hostname,
-        port=parts.port or 5432,
-        database=parts.path.lstrip("/"),
-        username=parts.username or "postgres",
-        options={},
-        owner_id=owner.id,
-    )
+    source = source_on_test_database(pg_url, name="This database", owner_id=owner.id)
     session.add(source)
     session.flush()
     reports = []

@@ -21,7 +21,7 @@ from shared.messaging import QUEUE_MAILER, QUEUE_RENDERER
 from shared.models import Artifact, ReportExecution, ScheduledReport
 from tests.conftest import queue_depth
 from tests.integration import test_dispatch
-from tests.integration.test_dispatch import add_report, seed_query
+from tests.integration.seeding import add_report, seed_query
 from tests.support import Process, free_port, wait_until
 
 env = test_dispatch.env

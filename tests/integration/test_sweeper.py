@@ -17,7 +17,7 @@ from shared.messaging import QUEUE_MAILER, QUEUE_RENDERER
 from shared.models import Delivery, ReportExecution
 from tests.conftest import queue_depth
 from tests.integration import test_dispatch
-from tests.integration.test_dispatch import add_report, seed_query
+from tests.integration.seeding import add_report, seed_query
 from tests.support import Process, wait_until
 
 # The same real-service fixtures as the dispatcher tests.

@@ -12,7 +12,7 @@ from services.scheduler.purge import purge_expired
 from shared.db import transaction
 from shared.models import Artifact, ArtifactChunk, Delivery, ReportExecution
 from tests.integration import test_dispatch
-from tests.integration.test_dispatch import add_report, seed_query
+from tests.integration.seeding import add_report, seed_query
 
 env = test_dispatch.env
 settings = test_dispatch.settings
