@@ -84,7 +84,7 @@ def _ticker(wiring, stop: threading.Event) -> None:
     """The standalone scheduler: the same every-minute tick periodiq sends in production."""
     last_purge_day = None
     while not stop.is_set():
-        names = ["dispatch_due_reports", "sweep_stuck_executions"]
+        names = ["dispatch_due_reports", "dispatch_due_alerts", "sweep_stuck_executions"]
         if time.strftime("%Y-%m-%d") != last_purge_day:  # at start, then once a day
             last_purge_day = time.strftime("%Y-%m-%d")
             names.append("purge_expired")

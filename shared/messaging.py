@@ -26,8 +26,11 @@ ACTOR_QUEUES: dict[str, str] = {
     "dispatch_due_reports": QUEUE_SCHEDULER,
     "sweep_stuck_executions": QUEUE_SCHEDULER,
     "purge_expired": QUEUE_SCHEDULER,
+    "dispatch_due_alerts": QUEUE_SCHEDULER,
     "render_report": QUEUE_RENDERER,
+    "evaluate_alert": QUEUE_RENDERER,
     "deliver_report": QUEUE_MAILER,
+    "deliver_alert": QUEUE_MAILER,
 }
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from shared.storage import build_store
 
 
 def _blueprints() -> list:
+    from services.api.alerts.views import blp as alerts
     from services.api.auth.views import blp as auth
     from services.api.dashboards.views import blp as dashboards
     from services.api.data_sources.views import blp as data_sources
@@ -45,6 +46,7 @@ def _blueprints() -> list:
         email_config,
         reports,
         executions,
+        alerts,
         links,
     ]
 

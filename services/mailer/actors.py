@@ -5,6 +5,7 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.middleware import TimeLimitExceeded
 
+from services.mailer.alert_mail import RetryAlertDelivery, deliver_event
 from services.mailer.deliver import RetryDelivery, deliver_execution
 from services.mailer.transport import SmtplibTransport, Transport
 from shared.context import WorkerContext
@@ -36,4 +37,18 @@ def register(
         time_limit=settings.mail_time_limit_s * 1000,
         retry_when=retry_when,
     )
-    return {"deliver_report": actor}
+    def deliver_alert(event_id: str) -> None:
+        deliver_event(ctx, smtp, event_id)
+
+    alert_actor = dramatiq.actor(
+        deliver_alert,
+        broker=broker,
+        actor_name="deliver_alert",
+        queue_name=QUEUE_MAILER,
+        max_retries=settings.mail_max_retries,
+        min_backoff=5_000,
+        max_backoff=settings.max_backoff_s * 1000,
+        time_limit=settings.mail_time_limit_s * 1000,
+        retry_when=lambda retries, exc: isinstance(exc, RetryAlertDelivery) and retries < settings.mail_max_retries,
+    )
+    return {"deliver_report": actor, "deliver_alert": alert_actor}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dramatiq
 
+from services.renderer.alerting import evaluate_event
 from services.renderer.render import RetryLater, render_execution
 from shared.context import WorkerContext
 from shared.messaging import QUEUE_RENDERER
@@ -26,4 +27,16 @@ def register(broker: dramatiq.Broker, ctx: WorkerContext, **_options) -> dict[st
         time_limit=settings.render_time_limit_s * 1000,
         retry_when=lambda retries, exc: isinstance(exc, RetryLater) and retries < settings.render_max_retries,
     )
-    return {"render_report": actor}
+    def evaluate_alert(event_id: str) -> None:
+        evaluate_event(ctx, event_id)
+
+    # A failed query is recorded on the event (state error), so there is nothing to retry.
+    evaluator = dramatiq.actor(
+        evaluate_alert,
+        broker=broker,
+        actor_name="evaluate_alert",
+        queue_name=QUEUE_RENDERER,
+        max_retries=0,
+        time_limit=settings.render_time_limit_s * 1000,
+    )
+    return {"render_report": actor, "evaluate_alert": evaluator}

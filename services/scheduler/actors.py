@@ -9,6 +9,7 @@ from __future__ import annotations
 import dramatiq
 from periodiq import cron
 
+from services.scheduler.alerts import dispatch_due_alerts
 from services.scheduler.dispatch import dispatch_due_reports
 from services.scheduler.purge import purge_expired
 from services.scheduler.sweep import sweep_stuck_executions
@@ -19,6 +20,9 @@ from shared.messaging import QUEUE_SCHEDULER
 def register(broker: dramatiq.Broker, ctx: WorkerContext, **_options) -> dict[str, dramatiq.Actor]:
     def dispatch_tick() -> None:
         dispatch_due_reports(ctx)
+
+    def alerts_tick() -> None:
+        dispatch_due_alerts(ctx)
 
     def sweep_tick() -> None:
         sweep_stuck_executions(ctx)
@@ -31,6 +35,9 @@ def register(broker: dramatiq.Broker, ctx: WorkerContext, **_options) -> dict[st
     return {
         "dispatch_due_reports": dramatiq.actor(
             dispatch_tick, actor_name="dispatch_due_reports", periodic=cron("* * * * *"), time_limit=55_000, **common
+        ),
+        "dispatch_due_alerts": dramatiq.actor(
+            alerts_tick, actor_name="dispatch_due_alerts", periodic=cron("* * * * *"), time_limit=55_000, **common
         ),
         "sweep_stuck_executions": dramatiq.actor(
             sweep_tick, actor_name="sweep_stuck_executions", periodic=cron("* * * * *"), time_limit=55_000, **common

@@ -1,5 +1,6 @@
 """All tables of BIApp Reports; importing this package registers every model."""
 
+from shared.models.alerts import Alert, AlertDelivery, AlertEvent
 from shared.models.base import Base
 from shared.models.catalog import Dashboard, DashboardWidget, DataSource, SavedQuery, SemanticEntity
 from shared.models.email import EmailConfig
@@ -7,6 +8,9 @@ from shared.models.reports import Artifact, ArtifactChunk, Delivery, ReportExecu
 from shared.models.users import RevokedToken, User
 
 __all__ = [
+    "Alert",
+    "AlertDelivery",
+    "AlertEvent",
     "Artifact",
     "ArtifactChunk",
     "Base",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 16:08:42.269045
+Create Date: 2026-11-28 16:30:01.206481
 """
 
 import sqlalchemy as sa
@@ -152,6 +152,39 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_saved_queries")),
     )
     op.create_table(
+        "alerts",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("owner_id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("saved_query_id", sa.Uuid(), nullable=False),
+        sa.Column("condition", sa.JSON(), nullable=False),
+        sa.Column("schedule", sa.JSON(), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("recipients", sa.JSON(), nullable=False),
+        sa.Column("cc", sa.JSON(), nullable=False),
+        sa.Column("notify", sa.String(length=10), nullable=False),
+        sa.Column("notify_on_recovery", sa.Boolean(), nullable=False),
+        sa.Column("notify_on_error", sa.Boolean(), nullable=False),
+        sa.Column("is_active", sa.Boolean(), nullable=False),
+        sa.Column("next_run_at", shared.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_state", sa.String(length=5), nullable=True),
+        sa.Column("last_condition", sa.Boolean(), nullable=True),
+        sa.Column("last_evaluated_at", shared.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", shared.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", shared.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("notify in ('on_change', 'always')", name=op.f("ck_alerts_notify")),
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], name=op.f("fk_alerts_owner_id_users"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["saved_query_id"],
+            ["saved_queries.id"],
+            name=op.f("fk_alerts_saved_query_id_saved_queries"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
+    )
+    op.create_index("ix_alerts_due", "alerts", ["is_active", "next_run_at"], unique=False)
+    op.create_table(
         "dashboard_widgets",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("dashboard_id", sa.Uuid(), nullable=False),
@@ -217,6 +250,44 @@ def upgrade() -> None:
     )
     op.create_index("ix_scheduled_reports_due", "scheduled_reports", ["is_active", "next_run_at"], unique=False)
     op.create_table(
+        "alert_events",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("alert_id", sa.Uuid(), nullable=False),
+        sa.Column("trigger", sa.String(length=10), nullable=False),
+        sa.Column("requested_by", sa.Uuid(), nullable=True),
+        sa.Column("scheduled_for", shared.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("queued_at", shared.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_enqueued_at", shared.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("enqueue_count", sa.Integer(), nullable=False),
+        sa.Column("evaluated_at", shared.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("state", sa.String(length=7), nullable=False),
+        sa.Column("observed", sa.JSON(none_as_null=True), nullable=True),
+        sa.Column("row_count", sa.BigInteger(), nullable=True),
+        sa.Column("message", sa.Text(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("notified", sa.Boolean(), nullable=False),
+        sa.Column("notify_reason", sa.String(length=10), nullable=True),
+        sa.CheckConstraint("state in ('pending', 'true', 'false', 'error')", name=op.f("ck_alert_events_state")),
+        sa.CheckConstraint("trigger in ('schedule', 'manual')", name=op.f("ck_alert_events_trigger")),
+        sa.ForeignKeyConstraint(
+            ["alert_id"], ["alerts.id"], name=op.f("fk_alert_events_alert_id_alerts"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["requested_by"], ["users.id"], name=op.f("fk_alert_events_requested_by_users"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_events")),
+    )
+    op.create_index("ix_alert_events_alert_id_queued_at", "alert_events", ["alert_id", "queued_at"], unique=False)
+    op.create_index("ix_alert_events_state_queued_at", "alert_events", ["state", "queued_at"], unique=False)
+    op.create_index(
+        "uq_alert_events_occurrence",
+        "alert_events",
+        ["alert_id", "scheduled_for"],
+        unique=True,
+        postgresql_where=sa.text("trigger = 'schedule'"),
+        sqlite_where=sa.text("trigger = 'schedule'"),
+    )
+    op.create_table(
         "report_executions",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("report_id", sa.Uuid(), nullable=False),
@@ -266,6 +337,32 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("trigger = 'schedule'"),
         sqlite_where=sa.text("trigger = 'schedule'"),
+    )
+    op.create_table(
+        "alert_deliveries",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("recipient", sa.String(length=320), nullable=False),
+        sa.Column("kind", sa.String(length=4), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("message_id", sa.String(length=255), nullable=True),
+        sa.Column("claimed_by", sa.String(length=120), nullable=True),
+        sa.Column("claimed_at", shared.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", shared.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", shared.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "status in ('pending', 'sending', 'sent', 'failed')", name=op.f("ck_alert_deliveries_status")
+        ),
+        sa.ForeignKeyConstraint(
+            ["event_id"],
+            ["alert_events.id"],
+            name=op.f("fk_alert_deliveries_event_id_alert_events"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_deliveries")),
+        sa.UniqueConstraint("event_id", "recipient", name=op.f("uq_alert_deliveries_event_id_recipient")),
     )
     op.create_table(
         "artifacts",
@@ -334,6 +431,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_artifacts_expires_at"), table_name="artifacts")
     op.drop_index(op.f("ix_artifacts_execution_id"), table_name="artifacts")
     op.drop_table("artifacts")
+    op.drop_table("alert_deliveries")
     op.drop_index(
         "uq_report_executions_occurrence",
         table_name="report_executions",
@@ -343,10 +441,21 @@ def downgrade() -> None:
     op.drop_index("ix_report_executions_status_queued_at", table_name="report_executions")
     op.drop_index("ix_report_executions_report_id_queued_at", table_name="report_executions")
     op.drop_table("report_executions")
+    op.drop_index(
+        "uq_alert_events_occurrence",
+        table_name="alert_events",
+        postgresql_where=sa.text("trigger = 'schedule'"),
+        sqlite_where=sa.text("trigger = 'schedule'"),
+    )
+    op.drop_index("ix_alert_events_state_queued_at", table_name="alert_events")
+    op.drop_index("ix_alert_events_alert_id_queued_at", table_name="alert_events")
+    op.drop_table("alert_events")
     op.drop_index("ix_scheduled_reports_due", table_name="scheduled_reports")
     op.drop_table("scheduled_reports")
     op.drop_index(op.f("ix_dashboard_widgets_dashboard_id"), table_name="dashboard_widgets")
     op.drop_table("dashboard_widgets")
+    op.drop_index("ix_alerts_due", table_name="alerts")
+    op.drop_table("alerts")
     op.drop_table("saved_queries")
     op.drop_table("semantic_entities")
     op.drop_table("email_configs")

@@ -1,0 +1,110 @@
+"""Alerts: CRUD, evaluate now and the evaluation history."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_smorest import Blueprint
+
+from services.api.alerts.schemas import AlertEventSchema, AlertSchema, EvaluateAcceptedSchema, EventArgs
+from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.runtime import db, runtime
+from services.api.security import get_owned, login_required, me
+from shared import alerts, reports
+from shared.models import Alert, AlertEvent
+
+blp = Blueprint("alerts", __name__, url_prefix="/api/alerts", description="Alerts on saved queries")
+
+
+def _get(alert_id, *, writable: bool = False) -> Alert:
+    return get_owned(Alert, alert_id, writable=writable, what="alert")
+
+
+@blp.route("", methods=["GET"])
+@login_required()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_schema(AlertSchema))
+def list_alerts(args):
+    user = me()
+    query = sa.select(Alert).order_by(Alert.name, Alert.id)
+    if user.role != "admin":
+        query = query.where(Alert.owner_id == user.id)
+    body, headers = paginate(db(), query, args)
+    return body, 200, headers
+
+
+@blp.route("", methods=["POST"])
+@login_required()
+@blp.arguments(AlertSchema)
+@blp.response(201, AlertSchema)
+def create_alert(data):
+    session = db()
+    user = me()
+    reports.check_source(session, user, data)
+    alert = Alert(owner_id=user.id, is_active=data["is_active"])
+    # The schedule rules are the reports' own: timezone from the schedule, next_run_at from now.
+    reports.apply_changes(alert, data, runtime().clock.now())
+    session.add(alert)
+    session.commit()
+    return alert
+
+
+@blp.route("/<uuid:alert_id>", methods=["GET"])
+@login_required()
+@blp.response(200, AlertSchema)
+def get_alert(alert_id):
+    return _get(alert_id)
+
+
+@blp.route("/<uuid:alert_id>", methods=["PUT"])
+@login_required()
+@blp.arguments(AlertSchema)
+@blp.response(200, AlertSchema)
+def update_alert(data, alert_id):
+    session = db()
+    alert = _get(alert_id, writable=True)
+    reports.check_source(session, me(), data)
+    if data["condition"] != alert.condition:
+        # A new condition starts from "unknown": its first true answer is news.
+        alert.last_condition = None
+    reports.apply_changes(alert, data, runtime().clock.now())
+    session.commit()
+    return alert
+
+
+@blp.route("/<uuid:alert_id>", methods=["DELETE"])
+@login_required()
+@blp.response(204)
+def delete_alert(alert_id):
+    session = db()
+    alert = _get(alert_id, writable=True)
+    session.execute(sa.delete(AlertEvent).where(AlertEvent.alert_id == alert.id))
+    session.delete(alert)
+    session.commit()
+
+
+@blp.route("/<uuid:alert_id>/evaluate", methods=["POST"])
+@login_required()
+@blp.response(202, EvaluateAcceptedSchema)
+def evaluate_alert(alert_id):
+    """Evaluate now (and notify by the alert's rules); next_run_at does not move."""
+    alert = _get(alert_id)
+    rt = runtime()
+    event = alerts.start_manual(rt.session_factory, rt.publisher, alert.id, requester_id=me().id, now=rt.clock.now())
+    return {"event_id": event.id, "state": event.state}
+
+
+@blp.route("/<uuid:alert_id>/events", methods=["GET"])
+@login_required()
+@blp.arguments(EventArgs, location="query")
+@blp.response(200, page_schema(AlertEventSchema))
+def list_events(args, alert_id):
+    """Evaluations of this alert, newest first; filter by state or trigger."""
+    alert = _get(alert_id)
+    query = sa.select(AlertEvent).where(AlertEvent.alert_id == alert.id)
+    if args.get("state"):
+        query = query.where(AlertEvent.state == args["state"])
+    if args.get("trigger"):
+        query = query.where(AlertEvent.trigger == args["trigger"])
+    query = query.order_by(AlertEvent.queued_at.desc(), AlertEvent.id.desc())
+    body, headers = paginate(db(), query, args)
+    return body, 200, headers

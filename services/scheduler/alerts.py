@@ -1,0 +1,158 @@
+"""The alert dispatcher: turn due alerts into evaluation events, exactly once per occurrence.
+
+The same rules as the report dispatcher (services/scheduler/dispatch.py): due rows are
+claimed FOR UPDATE SKIP LOCKED, one event per (alert_id, scheduled_for) is inserted
+ON CONFLICT DO NOTHING, next_run_at moves past now in the same transaction, and
+`evaluate_alert` is published only after the commit. Missed occurrences collapse
+into one evaluation.
+
+The tick also re-enqueues events still `pending` after a while (a publish lost
+after the commit, or a worker that died) and gives up on them after a few tries,
+so no evaluation stays pending forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.scheduler.dispatch import BATCH, LOOKAHEAD
+from shared import alerts
+from shared.context import WorkerContext
+from shared.db import transaction
+from shared.models import Alert, AlertDelivery, AlertEvent
+from shared.schedules import next_run, parse_schedule
+
+log = logging.getLogger(__name__)
+
+REQUEUE_AFTER = timedelta(minutes=3)
+MAX_ENQUEUES = 3
+
+
+@dataclass(frozen=True)
+class Queued:
+    event_id: uuid.UUID
+    delay_ms: int
+
+
+def dispatch_due_alerts(ctx: WorkerContext, *, now: datetime | None = None) -> list[tuple[uuid.UUID, int]]:
+    """Claim due alerts, create their events, advance them; then publish. Returns what was sent."""
+    now = now or ctx.clock.now()
+    queued: list[Queued] = []
+    while True:
+        claimed, created = _claim_batch(ctx, now)
+        queued.extend(created)
+        if claimed < BATCH:
+            break
+    queued.extend(_requeue_stuck(ctx, now))
+    for item in queued:
+        alerts.publish(ctx.publisher, "evaluate_alert", item.event_id, delay_ms=item.delay_ms or None)
+    for event_id in _undelivered(ctx, now):
+        alerts.publish(ctx.publisher, "deliver_alert", event_id)
+    if queued:
+        log.info("dispatched %d alert evaluations", len(queued))
+    return [(item.event_id, item.delay_ms) for item in queued]
+
+
+def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Queued]]:
+    with transaction(ctx.session_factory) as session:
+        due = session.execute(
+            sa.select(Alert.id, Alert.schedule, Alert.next_run_at)
+            .where(Alert.is_active.is_(True), Alert.next_run_at <= now + LOOKAHEAD)
+            .order_by(Alert.next_run_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        rows: list[dict] = []
+        advances: list[dict] = []
+        for alert in due:
+            try:
+                following = next_run(parse_schedule(alert.schedule), max(now, alert.next_run_at))
+            except ValueError as exc:
+                log.error("alert stopped: its schedule is unusable: %s", exc, extra={"alert_id": str(alert.id)})
+                following = None
+            advances.append({"alert_id": alert.id, "following": following})
+            if following is not None:
+                rows.append(
+                    {
+                        "id": uuid.uuid4(),
+                        "alert_id": alert.id,
+                        "trigger": "schedule",
+                        "state": "pending",
+                        "scheduled_for": alert.next_run_at,
+                        "queued_at": now,
+                        "last_enqueued_at": now,
+                        "enqueue_count": 1,
+                        "notified": False,
+                    }
+                )
+        created: list[Queued] = []
+        if rows:
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            statement = (
+                insert(AlertEvent.__table__)
+                .on_conflict_do_nothing(
+                    index_elements=["alert_id", "scheduled_for"], index_where=AlertEvent.trigger == "schedule"
+                )
+                .returning(AlertEvent.__table__.c.id)
+            )
+            inserted = set(session.execute(statement, rows).scalars())
+            created = [
+                Queued(row["id"], max(0, int((row["scheduled_for"] - now).total_seconds() * 1000)))
+                for row in rows
+                if row["id"] in inserted
+            ]
+        if advances:
+            session.execute(
+                sa.update(Alert.__table__)
+                .where(Alert.__table__.c.id == sa.bindparam("alert_id"))
+                .values(next_run_at=sa.bindparam("following")),
+                advances,
+            )
+    return len(due), created
+
+
+def _requeue_stuck(ctx: WorkerContext, now: datetime) -> list[Queued]:
+    """Pending events nobody evaluated: publish again, or after MAX_ENQUEUES record why they never ran."""
+    with transaction(ctx.session_factory) as session:
+        stuck = (
+            session.execute(
+                sa.select(AlertEvent)
+                .where(AlertEvent.state == "pending", AlertEvent.last_enqueued_at < now - REQUEUE_AFTER)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
+        again: list[Queued] = []
+        for event in stuck:
+            if event.enqueue_count >= MAX_ENQUEUES:
+                event.state = "error"
+                event.evaluated_at = now
+                event.error = f"Not evaluated after {event.enqueue_count} attempts (are the renderer workers running?)."
+                log.error("alert evaluation abandoned", extra={"event_id": str(event.id)})
+            else:
+                event.enqueue_count += 1
+                event.last_enqueued_at = now
+                again.append(Queued(event.id, 0))
+    return again
+
+
+def _undelivered(ctx: WorkerContext, now: datetime) -> list[uuid.UUID]:
+    """Events with recipients nobody has touched for longer than any retry backoff: their message was lost."""
+    quiet = now - max(REQUEUE_AFTER, timedelta(seconds=ctx.settings.max_backoff_s + 120))
+    with transaction(ctx.session_factory) as session:
+        return list(
+            session.execute(
+                sa.select(AlertDelivery.event_id)
+                .where(AlertDelivery.status.in_(("pending", "sending")), AlertDelivery.updated_at < quiet)
+                .distinct()
+                .limit(BATCH)
+            ).scalars()
+        )
