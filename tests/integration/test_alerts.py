@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -23,7 +24,8 @@ from shared.reports import apply_changes
 from tests.support import make_settings
 
 EVERY_5_MIN = {"frequency": "cron", "cron": "*/5 * * * *", "timezone": "Europe/Berlin"}
-NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+# One minute past the hour: the next */5 occurrence (hh:05) is beyond the dispatcher's one-minute lookahead.
+NOW = datetime.now(UTC).replace(minute=1, second=0, microsecond=0)
 
 
 @pytest.fixture
@@ -139,10 +141,10 @@ def test_alert_turning_true_emails_each_recipient_once_and_only_on_change(
     message = messages[0].message
     assert message["Subject"] == "[Alert] Backlog: row count > 2 (observed 5)"
     text = message.get_body(("plain",)).get_content()
-    local = NOW.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
-    assert "Observed: 5" in text and f"{local:%Y-%m-%d}" in text and "(Europe/Berlin)" in text
-    assert "row count &gt; 2" in message.get_body(("html",)).get_content()
     done = event(pg_session_factory, event_id)
+    local = done.evaluated_at.astimezone(ZoneInfo("Europe/Berlin"))
+    assert "Observed: 5" in text and f"Evaluated: {local:%Y-%m-%d %H:%M:%S %Z} (Europe/Berlin)" in text
+    assert "row count &gt; 2" in message.get_body(("html",)).get_content()
     assert (done.state, done.observed, done.notified, done.notify_reason) == ("true", 5, True, "triggered")
     assert {d.recipient: d.status for d in done.deliveries} == {
         "oncall@example.com": "sent",

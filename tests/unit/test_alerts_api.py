@@ -130,3 +130,51 @@ def test_pausing_clears_next_run_and_a_new_condition_starts_fresh(analyst, query
     updated = analyst.put(f"/api/alerts/{alert['id']}", json=changed).get_json()
     assert updated["condition"] == {"kind": "value", "column": "one", "aggregate": "sum", "op": "gte", "value": 1}
     assert updated["next_run_at"].startswith("2024-03-29T12:15:00")
+
+
+def test_whole_alert_path_on_sqlite_like_standalone(api, analyst):
+    """Standalone runs on SQLite: evaluate over a SQLite source, notify once, a repeat sends nothing."""
+    import sqlite3
+
+    from services.mailer.alert_mail import deliver_event
+    from services.renderer.alerting import evaluate_event
+    from shared.context import build_context
+    from shared.messaging import RecordingPublisher
+    from shared.models import EmailConfig
+    from shared.smtp import RecordingTransport
+
+    with sqlite3.connect(f"{api.settings.sqlite_root}/ops.db") as connection:
+        connection.execute("create table jobs (name text, failed integer)")
+        connection.executemany("insert into jobs values (?, ?)", [("etl", 0), ("export", 1)])
+    admin = api.create_user("admin@example.com", "admin")
+    source = admin.post("/api/data-sources", json={"name": "Ops", "kind": "sqlite", "path": "ops.db"}).get_json()
+    query = admin.post(
+        "/api/saved-queries",
+        json={"name": "Jobs", "data_source_id": source["id"], "sql": "select name, failed from jobs", "shared": True},
+    ).get_json()
+    with transaction(api.session_factory) as session:
+        session.add(
+            EmailConfig(is_system_default=True, host="127.0.0.1", port=25, security="none", from_address="bi@x.org")
+        )
+    condition = {"kind": "value", "column": "failed", "aggregate": "any", "op": "eq", "value": 1}
+    alert = create(analyst, query["id"], condition=condition, cc=["cc@example.com"])
+    ctx = build_context(api.settings, RecordingPublisher(), session_factory=api.session_factory)
+    transport = RecordingTransport()
+    for _ in range(2):
+        api.clock.advance(minutes=1)
+        event_id = analyst.post(f"/api/alerts/{alert['id']}/evaluate").get_json()["event_id"]
+        assert evaluate_event(ctx, event_id) == "true"
+        for actor, args, _ in ctx.publisher.sent:
+            assert actor == "deliver_alert"
+            deliver_event(ctx, transport, args[0])
+            assert deliver_event(ctx, transport, args[0]) == 0
+        ctx.publisher.sent.clear()
+    assert sorted(rcpt for _, rcpt, _ in transport.sent) == ["cc@example.com", "oncall@example.com"]
+    assert transport.sent[0][2]["Subject"] == "[Alert] Too many open tickets: any failed = 1 (observed 1)"
+    events = analyst.get(f"/api/alerts/{alert['id']}/events").get_json()["items"]
+    assert [(e["state"], e["notified"]) for e in events] == [("true", False), ("true", True)]
+    assert {d["recipient"]: d["status"] for d in events[1]["deliveries"]} == {
+        "oncall@example.com": "sent",
+        "cc@example.com": "sent",
+    }
+    assert analyst.get(f"/api/alerts/{alert['id']}").get_json()["last_state"] == "true"
