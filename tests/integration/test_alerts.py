@@ -46,7 +46,6 @@ def tickets(pg_engine):
     """A table in the test database the alert's query reads; `set_open(n)` sets how many tickets are open."""
     with pg_engine.begin() as conn:
         conn.execute(sa.text("create table if not exists alert_tickets (id int, status text, hours numeric)"))
-        conn.execute(sa.text("delete from alert_tickets"))
 
     def set_open(count: int) -> None:
         with pg_engine.begin() as conn:
@@ -54,7 +53,9 @@ def tickets(pg_engine):
             for i in range(count):
                 conn.execute(sa.text("insert into alert_tickets values (:i, 'open', :h)"), {"i": i, "h": 1.5 * i})
 
-    return set_open
+    yield set_open
+    with pg_engine.begin() as conn:  # the schema check compares the database with the models
+        conn.execute(sa.text("drop table alert_tickets"))
 
 
 def seed(factory, pg_url, smtp, *, sql="select id, status, hours from alert_tickets", **alert_fields):
