@@ -130,7 +130,9 @@ def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str) -> in
     try:
         with ctx.session_factory() as session:
             event = session.get(AlertEvent, event_uuid)
-            alert = session.get(Alert, event.alert_id)
+            alert = session.get(Alert, event.alert_id) if event is not None else None
+            if alert is None:
+                return 0  # deleted meanwhile, ledger and all
             config = email_configs.effective(session, alert.owner_id)
             smtp = email_configs.stored_settings(ctx.settings, ctx.secrets, config)
             mail = PreparedMail(
