@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import BIAppError
@@ -49,6 +50,20 @@ def install_error_handlers(app: Flask) -> None:
         message = data.get("message") or exc.description or exc.name
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(exc.code or 500, code, message)
+
+    @app.errorhandler(IntegrityError)
+    def _integrity(exc: IntegrityError):
+        # A foreign key (still in use) or a unique key (already exists): nothing was changed.
+        session = g.get("db")
+        if session is not None:
+            session.rollback()
+        log.info("integrity conflict: %s", type(exc.orig).__name__)
+        return error_response(
+            409,
+            "conflict",
+            "This conflicts with existing data: it is still used by another object (a report, alert, "
+            "dashboard or saved query) or one like it already exists. Nothing was changed.",
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

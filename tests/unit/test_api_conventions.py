@@ -141,3 +141,13 @@ def test_readiness_fails_when_the_database_is_gone(api, tmp_path):
     response = broken.client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"]["database"].startswith("unavailable")
+
+
+def test_deleting_a_query_a_report_still_uses_is_409_and_changes_nothing(api, report_of):
+    ana = api.create_user("ana@example.com", "analyst")
+    report = report_of(ana)
+    response = ana.delete(f"/api/saved-queries/{report['saved_query_id']}")
+    assert response.status_code == 409
+    assert response.get_json()["code"] == "conflict"
+    assert ana.get(f"/api/saved-queries/{report['saved_query_id']}").status_code == 200
+    assert ana.get(f"/api/scheduled-reports/{report['id']}").status_code == 200
