@@ -110,6 +110,17 @@ def test_nulls_unicode_long_text_and_control_characters(tmp_path):
     assert ws.column_dimensions["A"].width <= 60
 
 
+def test_characters_xml_cannot_hold_are_replaced_and_the_workbook_opens(tmp_path):
+    columns = [ColumnInfo("text"), ColumnInfo("carriage")]
+    rows = [("end\uffff of \ufffe text", "line\rbreak"), ("lone \ud800 surrogate", "crlf\r\nend")]
+    ws = render(tmp_path, [(Section("Odd \uffff title", columns), rows, False)]).active
+    assert ws.title.startswith("Odd") and "\uffff" not in ws.title
+    assert ws["A2"].value == "end\ufffd of \ufffd text"
+    assert ws["A3"].value == "lone \ufffd surrogate"
+    assert ws["B2"].value == "line\nbreak"
+    assert "\r" not in ws["B3"].value
+
+
 def test_two_hundred_columns_and_zero_rows(tmp_path):
     columns = [ColumnInfo(f"c{i}", "integer") for i in range(200)]
     wb = render(tmp_path, [(Section("Wide", columns), [tuple(range(200))], False)])
