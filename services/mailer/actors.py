@@ -37,6 +37,7 @@ def register(
         time_limit=settings.mail_time_limit_s * 1000,
         retry_when=retry_when,
     )
+
     def deliver_alert(event_id: str) -> None:
         deliver_event(ctx, smtp, event_id)
 

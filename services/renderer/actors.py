@@ -27,6 +27,7 @@ def register(broker: dramatiq.Broker, ctx: WorkerContext, **_options) -> dict[st
         time_limit=settings.render_time_limit_s * 1000,
         retry_when=lambda retries, exc: isinstance(exc, RetryLater) and retries < settings.render_max_retries,
     )
+
     def evaluate_alert(event_id: str) -> None:
         evaluate_event(ctx, event_id)
 
