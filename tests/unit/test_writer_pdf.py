@@ -153,3 +153,34 @@ def test_charts_are_svg_from_the_charting_library():
     assert svg.lstrip().startswith("<svg") and "pygal" in svg and "<script" not in svg
     assert chart_svg("bar", [ColumnInfo("only text")], [("a",)]) is None
     assert chart_svg("table", columns, [("EMEA", 1)]) is None
+
+
+def embedded_fonts(page) -> set[str]:
+    """BaseFont names without the subset prefix, e.g. 'Noto-Sans-CJK-SC'."""
+    fonts = page["/Resources"]["/Font"]
+    return {str(fonts[name].get_object()["/BaseFont"]).split("+", 1)[-1] for name in fonts}
+
+
+def test_cjk_rtl_and_emoji_are_drawn_with_real_glyphs(tmp_path):
+    # Installed by scripts/ensure_system_packages.sh (make install) and the Docker image.
+    scripts = {
+        "Chinese": "中文报表",
+        "Japanese": "日本語のレポート",
+        "Korean": "한국어보고서",
+        "Arabic": "مرحبابالعالم",
+        "Hebrew": "שלוםעולם",
+        "Emoji": "🚀🎉",
+        "Number": "1,200#3",
+    }
+    section = Section("Scripts", [ColumnInfo(name.lower(), label=name) for name in scripts])
+    reader, _ = render(tmp_path, [(section, [tuple(scripts.values())], 1, False)])
+    page = reader.pages[0]
+    fonts = embedded_fonts(page)
+    assert any("CJK" in font for font in fonts), f"no CJK font embedded, only {fonts}"
+    assert any("Emoji" in font for font in fonts), f"no emoji font embedded, only {fonts}"
+    assert any(font.startswith("DejaVu-Sans") for font in fonts)  # Latin, Arabic and Hebrew
+    text = squash(page.extract_text())
+    for name, value in scripts.items():
+        assert value in text, f"{name} {value!r} not in {text!r}"
+    # Colour emoji are bitmaps: one per emoji, none for digits or '#' (which are emoji characters too).
+    assert len(page["/Resources"]["/XObject"]) == 2
