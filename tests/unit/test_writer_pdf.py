@@ -184,3 +184,9 @@ def test_cjk_rtl_and_emoji_are_drawn_with_real_glyphs(tmp_path):
         assert value in text, f"{name} {value!r} not in {text!r}"
     # Colour emoji are bitmaps: one per emoji, none for digits or '#' (which are emoji characters too).
     assert len(page["/Resources"]["/XObject"]) == 2
+
+
+def test_the_page_footer_uses_the_body_fonts(tmp_path):
+    reader, _ = render(tmp_path, [(Section("売上", [ColumnInfo("n", "integer")]), [(1,)], 1, False)])
+    fonts = {str(font["/BaseFont"]) for page in reader.pages for font in page["/Resources"]["/Font"].values()}
+    assert not any("Serif" in name for name in fonts), fonts
