@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from services.scheduler.dispatch import BATCH, LOOKAHEAD
+from services.scheduler.dispatch import BATCH, LOOKAHEAD, following_occurrence, upsert_insert
 from shared import alerts
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.models import Alert, AlertDelivery, AlertEvent
-from shared.schedules import next_run, parse_schedule
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +69,9 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Queued]]:
         rows: list[dict] = []
         advances: list[dict] = []
         for alert in due:
-            try:
-                following = next_run(parse_schedule(alert.schedule), max(now, alert.next_run_at))
-            except ValueError as exc:
-                log.error("alert stopped: its schedule is unusable: %s", exc, extra={"alert_id": str(alert.id)})
-                following = None
+            following = following_occurrence(
+                alert.schedule, alert.next_run_at, now, what="alert", extra={"alert_id": str(alert.id)}
+            )
             advances.append({"alert_id": alert.id, "following": following})
             if following is not None:
                 rows.append(
@@ -93,7 +89,7 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Queued]]:
                 )
         created: list[Queued] = []
         if rows:
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            insert = upsert_insert(session)
             statement = (
                 insert(AlertEvent.__table__)
                 .on_conflict_do_nothing(

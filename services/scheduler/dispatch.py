@@ -48,8 +48,22 @@ class Dispatched:
     delay_ms: int
 
 
-def _insert(dialect: str):
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+def upsert_insert(session: Session):
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (PostgreSQL or SQLite)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def following_occurrence(schedule: dict, due_at: datetime, now: datetime, *, what: str, extra: dict) -> datetime | None:
+    """The next occurrence after this one; missed occurrences (downtime) collapse into the one being run.
+
+    A schedule that can no longer be computed (e.g. a zone gone from tzdata) must not block
+    every other one: it is stopped (None) and the reason logged.
+    """
+    try:
+        return next_run(parse_schedule(schedule), max(now, due_at))
+    except ValueError as exc:
+        log.error("%s stopped: its schedule is unusable: %s", what, exc, extra=extra)
+        return None
 
 
 def dispatch_due_reports(ctx: WorkerContext, *, now: datetime | None = None) -> list[tuple[uuid.UUID, int]]:
@@ -94,14 +108,9 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Dispatche
         executions: list[dict] = []
         advances: list[dict] = []
         for report in due:
-            try:
-                # Missed occurrences (downtime) collapse into this one run.
-                following = next_run(parse_schedule(report.schedule), max(now, report.next_run_at))
-            except ValueError as exc:
-                # A schedule that can no longer be computed (e.g. a zone gone from tzdata)
-                # must not block every other report: stop it and say why.
-                log.error("report stopped: its schedule is unusable: %s", exc, extra={"report_id": str(report.id)})
-                following = None
+            following = following_occurrence(
+                report.schedule, report.next_run_at, now, what="report", extra={"report_id": str(report.id)}
+            )
             advances.append({"report_id": report.id, "following": following})
             if following is not None:
                 executions.append(_execution_row(report, now))
@@ -137,7 +146,7 @@ def _insert_executions(session: Session, rows: list[dict], now: datetime) -> lis
     """One INSERT … ON CONFLICT DO NOTHING; RETURNING says which rows are new (and ours to publish)."""
     if not rows:
         return []
-    insert = _insert(session.get_bind().dialect.name)
+    insert = upsert_insert(session)
     statement = (
         insert(ReportExecution.__table__)
         .on_conflict_do_nothing(
