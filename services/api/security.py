@@ -74,6 +74,17 @@ def visible_to(user: User, owner_id: uuid.UUID | None, shared: bool = False) -> 
     return user.role == "admin" or owner_id == user.id or shared
 
 
+def only_visible(query: sa.Select, model: type) -> sa.Select:
+    """Narrow a list query to what the caller may see: the same rule as get_owned, in SQL."""
+    user = me()
+    if user.role == "admin":
+        return query
+    condition = model.owner_id == user.id
+    if hasattr(model, "shared"):
+        condition = sa.or_(condition, model.shared.is_(True))
+    return query.where(condition)
+
+
 def get_owned(model: type, object_id: uuid.UUID, *, writable: bool = False, what: str = "object"):
     """Load an object the caller may see: another user's private object is a 404.
 

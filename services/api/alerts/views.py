@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from services.api.alerts.schemas import AlertEventSchema, AlertSchema, EvaluateAcceptedSchema, EventArgs
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.runtime import db, runtime
-from services.api.security import get_owned, login_required, me
+from services.api.security import get_owned, login_required, me, only_visible
 from shared import alerts, reports
 from shared.models import Alert, AlertEvent
 
@@ -24,10 +24,8 @@ def _get(alert_id, *, writable: bool = False) -> Alert:
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_schema(AlertSchema))
 def list_alerts(args):
-    user = me()
     query = sa.select(Alert).order_by(Alert.name, Alert.id)
-    if user.role != "admin":
-        query = query.where(Alert.owner_id == user.id)
+    query = only_visible(query, Alert)
     body, headers = paginate(db(), query, args)
     return body, 200, headers
 

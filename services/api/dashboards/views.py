@@ -12,7 +12,7 @@ from marshmallow import Schema, fields, validate
 
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.runtime import db
-from services.api.security import get_owned, login_required, me, visible_to
+from services.api.security import get_owned, login_required, me, only_visible, visible_to
 from shared.errors import ConflictError, ValidationFailedError
 from shared.models import Dashboard, DashboardWidget, SavedQuery, ScheduledReport
 from shared.models.catalog import CHART_KINDS
@@ -63,10 +63,8 @@ def _apply(dashboard: Dashboard, data: dict) -> None:
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_schema(DashboardSchema))
 def list_dashboards(args):
-    user = me()
     query = sa.select(Dashboard).order_by(Dashboard.name, Dashboard.id)
-    if user.role != "admin":
-        query = query.where(sa.or_(Dashboard.owner_id == user.id, Dashboard.shared.is_(True)))
+    query = only_visible(query, Dashboard)
     body, headers = paginate(db(), query, args)
     return body, 200, headers
 

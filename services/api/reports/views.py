@@ -9,7 +9,7 @@ from services.api.executions.schemas import ExecutionSchema
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.reports.schemas import HistoryArgs, NextRunsArgs, NextRunSchema, ReportSchema, RunAcceptedSchema
 from services.api.runtime import db, runtime
-from services.api.security import get_owned, login_required, me
+from services.api.security import get_owned, login_required, me, only_visible
 from shared import reports, runs
 from shared.models import ScheduledReport
 
@@ -32,10 +32,8 @@ def _get(report_id, *, writable: bool = False) -> ScheduledReport:
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_schema(ReportSchema))
 def list_reports(args):
-    user = me()
     query = sa.select(ScheduledReport).order_by(ScheduledReport.name, ScheduledReport.id)
-    if user.role != "admin":
-        query = query.where(ScheduledReport.owner_id == user.id)
+    query = only_visible(query, ScheduledReport)
     body, headers = paginate(db(), query, args)
     body["items"] = _with_summary(list(body["items"]))
     return body, 200, headers

@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError, fields, pre_dump, validate, val
 from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.runtime import db, runtime
-from services.api.security import get_owned, login_required, me, visible_to
+from services.api.security import get_owned, login_required, me, only_visible, visible_to
 from shared.errors import FieldError, PermissionDeniedError, QueryRejectedError, ValidationFailedError
 from shared.models import DataSource, SavedQuery, SemanticEntity
 from shared.query.compiler import check_definition
@@ -141,10 +141,8 @@ def _writable(query_id) -> SavedQuery:
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_schema(SavedQuerySchema))
 def list_queries(args):
-    user = me()
     query = sa.select(SavedQuery).order_by(SavedQuery.name, SavedQuery.id)
-    if user.role != "admin":
-        query = query.where(sa.or_(SavedQuery.owner_id == user.id, SavedQuery.shared.is_(True)))
+    query = only_visible(query, SavedQuery)
     body, headers = paginate(db(), query, args)
     return body, 200, headers
 

@@ -13,7 +13,7 @@ from marshmallow import Schema, fields, validate
 from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.runtime import db
-from services.api.security import get_owned, login_required, me
+from services.api.security import get_owned, login_required, me, only_visible
 from shared.errors import ConflictError, FieldError, ValidationFailedError
 from shared.models import DataSource, SavedQuery, SemanticEntity
 from shared.query import introspect
@@ -78,10 +78,8 @@ def _apply(entity: SemanticEntity, data: dict) -> None:
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_schema(EntitySchema))
 def list_entities(args):
-    user = me()
     query = sa.select(SemanticEntity).order_by(SemanticEntity.name, SemanticEntity.id)
-    if user.role != "admin":
-        query = query.where(sa.or_(SemanticEntity.owner_id == user.id, SemanticEntity.shared.is_(True)))
+    query = only_visible(query, SemanticEntity)
     body, headers = paginate(db(), query, args)
     return body, 200, headers
 
