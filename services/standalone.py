@@ -7,11 +7,14 @@ every email as an .eml file under <data-dir>/outbox.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import logging
 import os
 import secrets
 import signal
 import socket
+import stat
 import threading
 import time
 from email import message_from_bytes, policy
@@ -27,6 +30,7 @@ from services.bootstrap import SERVICES, bootstrap
 from shared.config import load_settings
 from shared.db import make_engine, make_session_factory
 from shared.db.migrate import upgrade
+from shared.outbound import AllowEntry
 
 log = logging.getLogger("biapp.standalone")
 
@@ -60,6 +64,66 @@ def _persistent_secret(path: Path, make) -> str:
         path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+# Everything the standalone keeps is private to the account running it: its database, keys and
+# admin password, the emails in the outbox (with their reports) and any artifact files.
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+_OWN_FILES = ("secret_key", "fernet_key", "admin_password")
+_OWN_DB = "biapp.db"  # and biapp.db-wal, -shm, -journal
+_OWN_DIRS = ("outbox", "sqlite")
+
+
+def _make_private(path: Path, mode: int) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode) or stat.S_IMODE(info.st_mode) == mode:
+        return  # a link is never followed out of the data directory
+    try:
+        path.chmod(mode)
+    except OSError as exc:
+        log.warning("cannot make %s private (mode %o): %s", path, mode, exc)
+
+
+def _make_tree_private(top: Path) -> None:
+    if not top.is_dir() or top.is_symlink():
+        return
+    _make_private(top, PRIVATE_DIR)
+    for folder, dirnames, filenames in os.walk(top):  # does not descend into linked folders
+        for name in dirnames:
+            _make_private(Path(folder, name), PRIVATE_DIR)
+        for name in filenames:
+            if stat.S_ISREG(os.lstat(os.path.join(folder, name)).st_mode):
+                _make_private(Path(folder, name), PRIVATE_FILE)
+
+
+def secure_data_dir(data_dir: Path, *, artifact_store: str = "database") -> None:
+    """Files 0600, folders 0700: whatever an older version or a looser umask left behind.
+
+    Only what the standalone itself keeps there is touched; the operator's own files are not.
+    """
+    data_dir = data_dir.resolve()
+    info = data_dir.lstat()
+    if info.st_mode & stat.S_ISVTX or info.st_uid != os.geteuid():
+        log.warning("data directory %s is shared or not ours: its own mode is left as it is", data_dir)
+    else:
+        _make_private(data_dir, PRIVATE_DIR)
+    for name in _OWN_FILES:
+        _make_private(data_dir / name, PRIVATE_FILE)
+    for path in data_dir.glob(f"{_OWN_DB}*"):
+        if path.name == _OWN_DB or path.name[len(_OWN_DB) :] in ("-wal", "-shm", "-journal"):
+            if stat.S_ISREG(path.lstat().st_mode):
+                _make_private(path, PRIVATE_FILE)
+    for name in _OWN_DIRS:
+        _make_tree_private(data_dir / name)
+    if artifact_store.startswith("filesystem:"):
+        artifacts = Path(artifact_store.split(":", 1)[1]).resolve()
+        if artifacts.is_relative_to(data_dir) and artifacts != data_dir:
+            _make_tree_private(artifacts)
 
 
 def prepare_environment(data_dir: Path, host: str, port: int) -> None:
@@ -96,18 +160,23 @@ def _ticker(wiring, stop: threading.Event) -> None:
 
 
 def run_standalone(*, data_dir: str, port: int, demo: bool, host: str = "127.0.0.1") -> int:
+    os.umask(PRIVATE_UMASK)  # before anything is created: files 0600, folders 0700
     root = Path(data_dir).resolve()
     prepare_environment(root, host, port)
     settings = load_settings()
     from shared.logs import configure_logging
 
     configure_logging("standalone", settings.log_format, settings.log_level)
+    secure_data_dir(root, artifact_store=settings.artifact_store)
     upgrade(settings.database_url)
 
     handler = OutboxHandler(root / "outbox")
     smtp_port = free_port()
     smtp = Controller(handler, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
+    # Users' own SMTP settings may point at the sink: the outbound policy lets exactly it through.
+    sink = AllowEntry(network=ipaddress.ip_network("127.0.0.1/32"), port=smtp_port)
+    settings = dataclasses.replace(settings, outbound_allow=(*settings.outbound_allow, sink))
 
     factory = make_session_factory(make_engine(settings.database_url))
     wiring = bootstrap(SERVICES, settings=settings, configure_logs=False, session_factory=factory)

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
+from shared.outbound import AllowEntry, OutboundPolicy, parse_entry
+
 
 class ConfigError(Exception):
     """A setting is missing or invalid; the message is a single line."""
@@ -52,6 +54,15 @@ class Settings:
     mail_max_retries: int = 5
     max_backoff_s: int = 600
     link_expiry_hours: int = 72
+    outbound_allow: tuple[AllowEntry, ...] = ()
+    preview_timeout_s: int = 30
+    previews_per_user: int = 2
+    connection_test_rate_limit: str = "10 per minute"
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        """The policy for connections non-admin users configure (see shared/outbound.py)."""
+        return OutboundPolicy(self.outbound_allow)
 
     @property
     def broker_is_memory(self) -> bool:
@@ -160,6 +171,10 @@ def _rate(raw: str) -> str:
     return raw
 
 
+def _outbound_allow(raw: str) -> tuple[AllowEntry, ...]:
+    return tuple(parse_entry(entry) for entry in raw.split(",") if entry.strip())
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -202,6 +217,10 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_MAIL_MAX_RETRIES": ("mail_max_retries", _int(0, 20), False),
     "BIAPP_MAX_BACKOFF_S": ("max_backoff_s", _int(1, 1500), False),
     "BIAPP_LINK_EXPIRY_HOURS": ("link_expiry_hours", _int(1, 24 * 30), False),
+    "BIAPP_OUTBOUND_ALLOW": ("outbound_allow", _outbound_allow, False),
+    "BIAPP_PREVIEW_TIMEOUT_S": ("preview_timeout_s", _int(1, 600), False),
+    "BIAPP_PREVIEWS_PER_USER": ("previews_per_user", _int(1, 50), False),
+    "BIAPP_CONNECTION_TEST_RATE_LIMIT": ("connection_test_rate_limit", _rate, False),
 }
 
 SETTING_NAMES = tuple(_SPEC)

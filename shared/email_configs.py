@@ -4,10 +4,14 @@ A user's own configuration wins; otherwise the system-wide default set by an
 admin. BIAPP_SMTP_ALLOWED_HOSTS, when set, limits the hosts any configuration may
 name (checked when saving, testing and sending): an entry `smtp.example.com`
 matches that host only, `.example.com` (or `*.example.com`) any host under it.
+A non-admin's own configuration also obeys the outbound policy (shared/outbound.py),
+and a stored password follows its host: changing host, port or user name without
+giving the password again clears it.
 """
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import sqlalchemy as sa
@@ -15,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.errors import SmtpConfigurationError
-from shared.models import EmailConfig
+from shared.models import EmailConfig, User
+from shared.outbound import OutboundPolicy
 from shared.security.crypto import SecretBox
 from shared.smtp import SmtpSettings
 
@@ -59,6 +64,29 @@ def check_host_allowed(settings: Settings, host: str) -> None:
         raise SmtpConfigurationError(f"SMTP host {host!r} is not in BIAPP_SMTP_ALLOWED_HOSTS.")
 
 
+def outbound_for(settings: Settings, role: str | None) -> OutboundPolicy | None:
+    """The outbound policy for a configuration made by someone of `role`; None (unrestricted) for admins."""
+    return None if role in (None, "admin") else settings.outbound_policy
+
+
+def config_outbound(session: Session, settings: Settings, config: EmailConfig) -> OutboundPolicy | None:
+    """A saved configuration's policy: the system default (admin-set) is unrestricted, a user's follows its owner."""
+    if config.owner_id is None:
+        return None
+    owner = session.get(User, config.owner_id)
+    return outbound_for(settings, owner.role if owner is not None else "viewer")
+
+
+def check_destination(settings: Settings, host: str, port: int, outbound: OutboundPolicy | None) -> None:
+    """Refuse, before saving, a host outside BIAPP_SMTP_ALLOWED_HOSTS or (for non-admins) the outbound policy."""
+    check_host_allowed(settings, host)
+    if outbound is not None:
+        try:
+            outbound.resolve(host, port)
+        except socket.gaierror:
+            pass  # not resolvable now: the connection (checked again there) will say so
+
+
 def connection_settings(
     settings: Settings,
     *,
@@ -67,6 +95,7 @@ def connection_settings(
     security: str,
     username: str | None,
     password: str | None,
+    outbound: OutboundPolicy | None = None,
 ) -> SmtpSettings:
     """How to reach a server, refusing hosts outside BIAPP_SMTP_ALLOWED_HOSTS before any connection."""
     check_host_allowed(settings, host)
@@ -78,10 +107,13 @@ def connection_settings(
         password=password,
         timeout_s=settings.smtp_timeout_s,
         ca_file=settings.smtp_ca_file,
+        outbound=outbound,
     )
 
 
-def stored_settings(settings: Settings, secrets: SecretBox, config: EmailConfig) -> SmtpSettings:
+def stored_settings(
+    settings: Settings, secrets: SecretBox, config: EmailConfig, *, outbound: OutboundPolicy | None = None
+) -> SmtpSettings:
     """Connection settings of a saved configuration (its password decrypted only here)."""
     password = secrets.decrypt(config.password_encrypted, what="SMTP password") if config.password_encrypted else None
     return connection_settings(
@@ -91,6 +123,7 @@ def stored_settings(settings: Settings, secrets: SecretBox, config: EmailConfig)
         security=config.security,
         username=config.username,
         password=password,
+        outbound=outbound,
     )
 
 
@@ -156,3 +189,8 @@ PRESETS: tuple[dict, ...] = (
 def presets(settings: Settings) -> list[dict]:
     """The provider presets, each saying whether BIAPP_SMTP_ALLOWED_HOSTS lets it be used here."""
     return [{**p, "allowed": not p["host"] or host_allowed(settings, p["host"])} for p in PRESETS]
+
+
+def sending_settings(session: Session, settings: Settings, secrets: SecretBox, config: EmailConfig) -> SmtpSettings:
+    """What the mailer connects with: the saved settings under the policy of whoever made them."""
+    return stored_settings(settings, secrets, config, outbound=config_outbound(session, settings, config))

@@ -101,6 +101,19 @@ class DataSourceUnavailableError(TransientError):
     code = "data_source_unavailable"
 
 
+class DataSourceRefusedError(PermanentError):
+    """A data source that must not be used: the app's own database, a privileged login, a path outside the root.
+
+    Raised at save (a 422 naming `field`) and again when a run opens the source (the run fails with the message).
+    """
+
+    code = "data_source_refused"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message, errors={field: [message]})
+        self.field = field
+
+
 class RenderFailedError(PermanentError):
     code = "render_failed"
 
@@ -111,6 +124,12 @@ class SecretUnreadableError(PermanentError):
 
 class SmtpConfigurationError(PermanentError):
     code = "smtp_configuration"
+
+
+class OutboundRefusedError(PermanentError):
+    """A user-configured host resolves to an address users may not reach (BIAPP_OUTBOUND_ALLOW)."""
+
+    code = "outbound_refused"
 
 
 class SmtpTransientError(TransientError):

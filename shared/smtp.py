@@ -19,6 +19,9 @@ from email.policy import SMTP, default
 from email.utils import format_datetime, make_msgid
 from typing import Protocol
 
+from shared.errors import OutboundRefusedError
+from shared.outbound import OutboundPolicy
+
 
 @dataclass(frozen=True)
 class SmtpSettings:
@@ -31,6 +34,8 @@ class SmtpSettings:
     # Extra CA bundle trusted besides the system store (BIAPP_SMTP_CA_FILE): private CAs, tests.
     ca_file: str | None = None
     local_hostname: str | None = None
+    # Set for hosts a non-admin configured: connect only to addresses the policy allows.
+    outbound: OutboundPolicy | None = None
 
 
 class SmtpFailure(Exception):
@@ -87,6 +92,8 @@ def classify(exc: BaseException, settings: SmtpSettings) -> SmtpFailure:
     where = f"{settings.host}:{settings.port}"
     if isinstance(exc, SmtpFailure):
         return exc
+    if isinstance(exc, OutboundRefusedError):
+        return SmtpFailure("not_allowed", exc.message, permanent=True)
     if isinstance(exc, socket.gaierror):
         return SmtpFailure("dns", f"The SMTP host name {settings.host!r} could not be resolved.", permanent=False)
     if isinstance(exc, ConnectionRefusedError):
@@ -180,6 +187,30 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
+class _CheckedSMTP(smtplib.SMTP):
+    """smtplib.SMTP that connects only to an address the outbound policy checked (no DNS rebinding).
+
+    The host name stays the TLS server name, so certificates are still verified against it.
+    """
+
+    def __init__(self, policy: OutboundPolicy, *args, **kwargs):
+        self._policy = policy
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        return self._policy.connect(host, port, timeout)
+
+
+class _CheckedSMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801 (smtplib's own spelling)
+    def __init__(self, policy: OutboundPolicy, *args, **kwargs):
+        self._policy = policy
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        sock = self._policy.connect(host, port, timeout)
+        return self.context.wrap_socket(sock, server_hostname=self._host)
+
+
 class SmtplibTransport:
     """One authenticated SMTP session; every socket operation is bounded by `timeout_s`."""
 
@@ -188,17 +219,9 @@ class SmtplibTransport:
         try:
             context = tls_context(settings)
             if settings.security == "ssl":
-                client = smtplib.SMTP_SSL(
-                    settings.host,
-                    settings.port,
-                    timeout=settings.timeout_s,
-                    context=context,
-                    local_hostname=settings.local_hostname,
-                )
+                client = _client(smtplib.SMTP_SSL, _CheckedSMTP_SSL, settings, context=context)
             else:
-                client = smtplib.SMTP(
-                    settings.host, settings.port, timeout=settings.timeout_s, local_hostname=settings.local_hostname
-                )
+                client = _client(smtplib.SMTP, _CheckedSMTP, settings)
             client.ehlo()
             if settings.security == "starttls":
                 client.starttls(context=context)
@@ -210,6 +233,14 @@ class SmtplibTransport:
                 client.close()
             raise classify(exc, settings) from None
         return SmtplibSession(client, settings)
+
+
+def _client(plain: type, checked: type, settings: SmtpSettings, **kwargs) -> smtplib.SMTP:
+    args = (settings.host, settings.port)
+    kwargs.update(timeout=settings.timeout_s, local_hostname=settings.local_hostname)
+    if settings.outbound is None:
+        return plain(*args, **kwargs)
+    return checked(settings.outbound, *args, **kwargs)
 
 
 class RecordingTransport:

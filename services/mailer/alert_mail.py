@@ -134,7 +134,7 @@ def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str) -> in
             if alert is None:
                 return 0  # deleted meanwhile, ledger and all
             config = email_configs.effective(session, alert.owner_id)
-            smtp = email_configs.stored_settings(ctx.settings, ctx.secrets, config)
+            smtp = email_configs.sending_settings(session, ctx.settings, ctx.secrets, config)
             mail = PreparedMail(
                 content_for(ctx, alert, event),
                 sender=config.from_address,

@@ -205,7 +205,7 @@ def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Outgoing | None, l
             return None, []
         report = session.get(ScheduledReport, execution.report_id)
         config = email_configs.effective(session, report.owner_id)
-        smtp = email_configs.stored_settings(ctx.settings, ctx.secrets, config)
+        smtp = email_configs.sending_settings(session, ctx.settings, ctx.secrets, config)
         content = _content(ctx, session, execution, report)
         mail = PreparedMail(content, sender=config.from_address, sender_name=config.from_name, reply_to=config.reply_to)
         _renew(session, ctx, exec_id)

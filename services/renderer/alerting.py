@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from shared import alerts
+from shared import access, alerts
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import BIAppError
@@ -35,6 +35,8 @@ class Result:
     row_count: int | None = None
     message: str | None = None
     error: str | None = None
+    # False when the owner may no longer read the query: the event records why, nobody is emailed.
+    notify: bool = True
 
 
 def evaluate_event(ctx: WorkerContext, event_id: str) -> str | None:
@@ -63,6 +65,7 @@ def _run(ctx: WorkerContext, session, alert: Alert) -> Result:
         query = session.get(SavedQuery, alert.saved_query_id)
         if query is None:
             raise alerts.ConditionFailedError("The alert's saved query no longer exists.")
+        access.check_report_sources(session, alert.owner_id, query=query)
         with open_stream(
             session,
             query,
@@ -73,6 +76,8 @@ def _run(ctx: WorkerContext, session, alert: Alert) -> Result:
             max_rows=sys.maxsize,  # the count must be exact; rows are never held
         ) as stream:
             outcome = alerts.evaluate(condition, stream.columns, stream)
+    except access.RunNotAllowedError as exc:
+        return Result("error", error=exc.message, message=f"The alert was not evaluated: {exc.message}", notify=False)
     except BIAppError as exc:
         return Result("error", error=exc.message, message=f"The alert could not be evaluated: {exc.message}")
     except Exception as exc:
@@ -97,7 +102,8 @@ def _record(ctx: WorkerContext, event_id: uuid.UUID, result: Result) -> str | No
             previous_state=alert.last_state,
             state=result.state,
         )
-        recipients = planned_recipients(alert, trigger="schedule", requester=None) if reason else []
+        wanted = reason and result.notify
+        recipients = planned_recipients(alert, trigger="schedule", requester=None) if wanted else []
         moved = session.execute(
             sa.update(AlertEvent)
             .where(AlertEvent.id == event_id, AlertEvent.state == "pending")

@@ -21,7 +21,7 @@ from services.renderer.writers import RenderedFile, RenderMeta, Section, Writer
 from services.renderer.writers.csv_writer import CsvWriter
 from services.renderer.writers.pdf_writer import PdfWriter
 from services.renderer.writers.xlsx_writer import XlsxWriter
-from shared import executions
+from shared import access, executions
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import NotFoundError, PermanentError, RenderFailedError, TransientError
@@ -81,10 +81,12 @@ def _sections(session, report: ScheduledReport) -> list[tuple[str, SavedQuery, s
         query = session.get(SavedQuery, report.saved_query_id)
         if query is None:
             raise NotFoundError("The report's saved query no longer exists.")
+        access.check_report_sources(session, report.owner_id, query=query)
         return [(report.name, query, "table")]
     dashboard = session.get(Dashboard, report.dashboard_id)
     if dashboard is None:
         raise NotFoundError("The report's dashboard no longer exists.")
+    access.check_report_sources(session, report.owner_id, dashboard=dashboard)
     sections = []
     for widget in sorted(dashboard.widgets, key=lambda w: w.position):
         query = session.get(SavedQuery, widget.saved_query_id)

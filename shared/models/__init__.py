@@ -5,7 +5,7 @@ from shared.models.base import Base
 from shared.models.catalog import Dashboard, DashboardWidget, DataSource, SavedQuery, SemanticEntity
 from shared.models.email import EmailConfig
 from shared.models.reports import Artifact, ArtifactChunk, Delivery, ReportExecution, ScheduledReport
-from shared.models.users import RevokedToken, User
+from shared.models.users import PreviewSlot, RevokedToken, User
 
 __all__ = [
     "Alert",
@@ -19,6 +19,7 @@ __all__ = [
     "DataSource",
     "Delivery",
     "EmailConfig",
+    "PreviewSlot",
     "ReportExecution",
     "RevokedToken",
     "SavedQuery",

@@ -23,6 +23,9 @@ class User(Timestamped, Base):
     role: Mapped[str] = mapped_column(sa.String(20), nullable=False, default="viewer")
     is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     password_changed_at: Mapped[datetime | None] = mapped_column()
+    # Carried in every token as "pwv": a password change bumps it, so older tokens stop at once
+    # (a timestamp in seconds cannot tell apart a token issued in the same second).
+    password_version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
 
     __table_args__ = (sa.CheckConstraint(f"role in {ROLES!r}", name="role"),)
 
@@ -34,3 +37,16 @@ class RevokedToken(Base):
 
     jti: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(nullable=False, index=True)
+
+
+class PreviewSlot(Base):
+    """One running preview of a user: at most two rows per user, so a third preview is a 429.
+
+    A row lives only while its preview runs; `expires_at` frees the slot of a process that died.
+    """
+
+    __tablename__ = "preview_slots"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)

@@ -143,22 +143,61 @@ def open_stream(
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[QueryStream]:
     """Run a saved query (or a dashboard widget's) and stream its rows; see the module docstring."""
-    limit = max_rows or settings.max_report_rows
+    prepared = prepare(session, query, engines=engines, timezone=timezone, now=now)
+    with stream_prepared(prepared, settings=settings, max_rows=max_rows, batch_rows=batch_rows) as stream:
+        yield stream
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything needed to run a query, read from the application database beforehand."""
+
+    plan: Plan
+    engine: sa.Engine
+    zone: ZoneInfo
+
+
+def prepare(
+    session: Session,
+    query: SavedQuery | DashboardWidget,
+    *,
+    engines: SourceEngines,
+    timezone: str = "UTC",
+    now: datetime | None = None,
+) -> Prepared:
+    """Plan the query with the application database; after this the session may be closed."""
     zone = _zone(timezone)
     now = now or datetime.now(UTC)
     plan, engine = plan_query(session, _resolve_query(session, query), engines=engines, zone=timezone, now=now)
+    return Prepared(plan, engine, zone)
+
+
+@contextmanager
+def stream_prepared(
+    prepared: Prepared,
+    *,
+    settings: Settings,
+    max_rows: int | None = None,
+    batch_rows: int = BATCH_ROWS,
+    timeout: tuple[int, str] | None = None,
+) -> Iterator[QueryStream]:
+    """Stream a prepared query's rows under a wall-clock budget: `timeout` is (seconds, the setting that says so),
+    BIAPP_QUERY_TIMEOUT_S unless given."""
+    limit = max_rows or settings.max_report_rows
+    budget, budget_name = timeout or (settings.query_timeout_s, "BIAPP_QUERY_TIMEOUT_S")
+    plan, engine = prepared.plan, prepared.engine
     connection = _connect(engine, plan.source)
-    reader = drivers.reader_for(plan.source.kind, engine, connection, zone)
-    deadline = Deadline(settings.query_timeout_s, reader.cancel)
+    reader = drivers.reader_for(plan.source.kind, engine, connection, prepared.zone)
+    deadline = Deadline(budget, reader.cancel)
     finished = False
     try:
         try:
             with deadline.guard():
-                reader.begin(settings.query_timeout_s)
+                reader.begin(budget)
                 reader.execute(plan.sql, plan.params)
             first = _fetch(reader, deadline, min(batch_rows, limit + 1))
         except Exception as exc:
-            raise _translate(exc, deadline, plan.source, settings) from exc
+            raise _translate(exc, deadline, plan.source, (budget, budget_name)) from exc
         columns = plan.columns or reader.columns(first)
         convert = drivers.row_converter(reader.converters(columns, typed=plan.columns is not None))
 
@@ -173,7 +212,7 @@ def open_stream(
             except GeneratorExit:
                 raise
             except Exception as exc:
-                raise _translate(exc, deadline, plan.source, settings) from exc
+                raise _translate(exc, deadline, plan.source, (budget, budget_name)) from exc
 
         yield QueryStream(columns, batches(), limit)
     finally:
@@ -188,13 +227,11 @@ def _fetch(reader: drivers.Reader, deadline: Deadline, size: int) -> list[tuple]
         return reader.fetch(size)
 
 
-def _translate(exc: Exception, deadline: Deadline, source: DataSource, settings: Settings) -> Exception:
+def _translate(exc: Exception, deadline: Deadline, source: DataSource, budget: tuple[int, str]) -> Exception:
     if isinstance(exc, PermanentError | DataSourceUnavailableError | NotFoundError):
         return exc
     if deadline.fired or drivers.is_timeout(exc):
-        return QueryTimeoutError(
-            f"The query ran longer than {settings.query_timeout_s}s (BIAPP_QUERY_TIMEOUT_S) and was cancelled."
-        )
+        return QueryTimeoutError(f"The query ran longer than {budget[0]}s ({budget[1]}) and was cancelled.")
     if drivers.is_connection_loss(exc):
         return DataSourceUnavailableError(f"Lost the connection to data source {source.name!r}.")
     if drivers.is_database_error(exc):

@@ -10,11 +10,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from shared.config import Settings
-from shared.errors import DataSourceUnavailableError, FieldError, NotFoundError, ValidationFailedError
+from shared.errors import (
+    DataSourceUnavailableError,
+    FieldError,
+    NotFoundError,
+    ValidationFailedError,
+)
 from shared.models import DataSource
-from shared.query import drivers
+from shared.query import boundaries, drivers
 from shared.query.catalog import referenced_columns
-from shared.query.sources import build_url, driver_connect_args, resolve_sqlite_path
+from shared.query.sources import build_url, driver_connect_args, open_sqlite, resolve_sqlite_path
 from shared.security.crypto import SecretBox
 
 TEST_TIMEOUT_S = 5
@@ -25,10 +30,15 @@ class TestResult:
     ok: bool
     reason: str | None
     elapsed_ms: int
+    warning: str | None = None
 
 
 def test_connection(source: DataSource, secrets: SecretBox, settings: Settings) -> TestResult:
-    """Connect once with a short timeout and run SELECT 1; never raises for connection problems."""
+    """Connect once with a short timeout, run SELECT 1 and vet the login; never raises for connection problems.
+
+    A source that must not be used (the app's own database, a privileged login, a path outside the
+    SQLite root) raises DataSourceRefusedError: that is not a connection problem but a refusal.
+    """
     started = time.monotonic()
     try:
         if source.kind == "sqlite":
@@ -42,14 +52,13 @@ def test_connection(source: DataSource, secrets: SecretBox, settings: Settings) 
         try:
             with engine.connect() as connection:
                 connection.exec_driver_sql("SELECT 1").scalar()
+                warning = boundaries.guard_connection(connection.connection.driver_connection, source.kind)
         finally:
             engine.dispose()
-    except FieldError as exc:
-        return TestResult(False, exc.message, 0)
     except sa.exc.DBAPIError as exc:
         reason = drivers.connect_failure_reason(exc)
         return TestResult(False, _without_password(reason, source, secrets), _ms(started))
-    return TestResult(True, None, _ms(started))
+    return TestResult(True, None, _ms(started), warning)
 
 
 def _test_sqlite(source: DataSource, settings: Settings, started: float) -> TestResult:
@@ -57,7 +66,7 @@ def _test_sqlite(source: DataSource, settings: Settings, started: float) -> Test
     if not path.is_file():
         return TestResult(False, "the SQLite file does not exist in the allowed directory", 0)
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=TEST_TIMEOUT_S)
+        connection = open_sqlite(settings, source.path or "", timeout=TEST_TIMEOUT_S)
         try:
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:

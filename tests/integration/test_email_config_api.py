@@ -1,4 +1,8 @@
-"""/api/email-config against real aiosmtpd servers: presets, saving, and the connection test."""
+"""/api/email-config against real aiosmtpd servers: presets, saving, and the connection test.
+
+As an admin, whose connections may reach loopback and who is told the precise reason of a failure
+(non-admins: tests/integration/test_email_config_boundaries.py).
+"""
 
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ def _config(port: int, **extra) -> dict:
 
 
 def test_presets_list_the_common_providers_with_ports_security_and_app_password_notes(api):
-    client = api.create_user("ana@example.com")
+    client = api.create_user("ana@example.com", role="admin")
     response = client.get("/api/email-config/presets")
     assert response.status_code == 200
     presets = {p["key"]: p for p in response.get_json()}
@@ -73,7 +77,7 @@ def test_presets_list_the_common_providers_with_ports_security_and_app_password_
 
 def test_saved_password_is_write_only_and_the_saved_config_logs_in(api, auth_server, caplog):
     handler, check, port = auth_server
-    client = api.create_user("ana@example.com")
+    client = api.create_user("ana@example.com", role="admin")
     with caplog.at_level(logging.DEBUG):
         saved = client.put("/api/email-config", json=_config(port))
         fetched = client.get("/api/email-config")
@@ -94,7 +98,7 @@ def test_saved_password_is_write_only_and_the_saved_config_logs_in(api, auth_ser
 
 def test_wrong_password_answers_authentication_without_echoing_it(api, auth_server, caplog):
     _, _, port = auth_server
-    client = api.create_user("ana@example.com")
+    client = api.create_user("ana@example.com", role="admin")
     with caplog.at_level(logging.DEBUG):
         response = client.post("/api/email-config/test", json=_config(port, password="wrong-Passw0rd-xyz"))
     body = response.get_json()
@@ -113,7 +117,7 @@ def test_wrong_password_answers_authentication_without_echoing_it(api, auth_serv
     ],
 )
 def test_connection_failures_name_the_reason(api, host, reason, words):
-    client = api.create_user("ana@example.com")
+    client = api.create_user("ana@example.com", role="admin")
     response = client.post("/api/email-config/test", json=_config(free_port(), host=host))
     body = response.get_json()
     assert body["ok"] is False and body["reason"] == reason and words in body["message"]
@@ -122,7 +126,7 @@ def test_connection_failures_name_the_reason(api, host, reason, words):
 def test_starttls_on_a_server_without_it_answers_tls(api):
     controller, port = start_smtp(ScriptedHandler())
     try:
-        client = api.create_user("ana@example.com")
+        client = api.create_user("ana@example.com", role="admin")
         body = client.post("/api/email-config/test", json=_config(port, security="starttls", username=None)).get_json()
     finally:
         controller.stop()
@@ -137,7 +141,7 @@ def test_a_stalled_server_answers_timeout(sqlite_url, tmp_path):
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
     try:
-        client = harness.create_user("ana@example.com")
+        client = harness.create_user("ana@example.com", role="admin")
         body = client.post("/api/email-config/test", json=_config(listener.getsockname()[1])).get_json()
     finally:
         listener.close()
@@ -147,7 +151,7 @@ def test_a_stalled_server_answers_timeout(sqlite_url, tmp_path):
 def test_refused_sender_answers_sender_rejected(api):
     controller, port = start_smtp(SenderRefusing())
     try:
-        client = api.create_user("ana@example.com")
+        client = api.create_user("ana@example.com", role="admin")
         body = client.post(
             "/api/email-config/test", json=_config(port, username=None, send_test_message=True)
         ).get_json()
@@ -163,7 +167,7 @@ def test_the_saved_password_is_never_offered_to_another_host(api, auth_server):
     other_check = RecordingPasswords(SMTP_USER, "other")
     controller, other_port = start_smtp(other, authenticator=other_check, auth_require_tls=False)
     try:
-        client = api.create_user("ana@example.com")
+        client = api.create_user("ana@example.com", role="admin")
         assert client.put("/api/email-config", json=_config(saved_port)).status_code == 200
         probe = _config(other_port, host="localhost")
         del probe["password"]
@@ -177,7 +181,7 @@ def test_the_saved_password_is_never_offered_to_another_host(api, auth_server):
 def test_allow_list_refuses_other_hosts_on_save_and_test(sqlite_url, tmp_path, auth_server):
     _, check, port = auth_server
     harness = build_harness(sqlite_url, tmp_path, BIAPP_SMTP_ALLOWED_HOSTS=".example.com,smtp.gmail.com")
-    client = harness.create_user("ana@example.com")
+    client = harness.create_user("ana@example.com", role="admin")
 
     saved = client.put("/api/email-config", json=_config(port))
     tested = client.post("/api/email-config/test", json=_config(port))

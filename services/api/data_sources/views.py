@@ -2,7 +2,10 @@
 
 The password is encrypted with the app's SecretBox on the way in and never leaves
 the server again: responses only say `has_password`. A PUT without `password`
-keeps the stored one; `"password": ""` or null clears it.
+keeps the stored one while host, port and user name stay the same (a changed one
+clears it); `"password": ""` clears it. A source is vetted when saved and tested
+(shared/query/boundaries.py): never the application's own database, never a
+superuser or file-reading login.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from shared.errors import ConflictError, NotFoundError
 from shared.models import DataSource, SavedQuery, SemanticEntity
 from shared.models.catalog import DATA_SOURCE_KINDS
 from shared.query import introspect
-from shared.query.sources import resolve_sqlite_path
+from shared.security import bound_secrets
 
 # Connection options that cannot make the server read local files or reach other hosts.
 ALLOWED_OPTIONS = {
@@ -71,6 +74,7 @@ class TestResultSchema(Schema):
     ok = fields.Boolean()
     reason = fields.String(allow_none=True)
     elapsed_ms = fields.Integer()
+    warning = fields.String(allow_none=True, metadata={"description": "set when the login works but could change data"})
 
 
 class TableSchema(Schema):
@@ -93,21 +97,20 @@ class ColumnListSchema(Schema):
     items = fields.List(fields.Nested(ColumnSchema))
 
 
-_UNSET = object()
-
-
 def _apply(source: DataSource, data: dict) -> None:
+    """Apply the fields, then vet the result: a source that must not be used is a 422 and nothing is saved.
+
+    The stored password follows its host: changing host, port or user name without giving it again clears it.
+    """
     rt = runtime()
     if data["kind"] == "sqlite":
-        resolve_sqlite_path(rt.settings, data["path"])
         data.update(host=None, port=None, database=None, username=None, password="")
-    password = data.pop("password", _UNSET)
-    for key, value in data.items():
-        setattr(source, key, value)
-    if password is not _UNSET:
-        source.password_encrypted = rt.secrets.encrypt(password) if password else None
-    if source.port is None and source.kind != "sqlite":
-        source.port = {"postgresql": 5432, "mysql": 3306}[source.kind]
+    elif data.get("port") is None:
+        data["port"] = {"postgresql": 5432, "mysql": 3306}[data["kind"]]
+    bound_secrets.apply_secret(source, data, rt.secrets)
+    # Refusals (the app's database, a privileged login, a path outside the root) raise here;
+    # a server that cannot be reached yet may still be saved: every run checks again.
+    introspect.test_connection(source, rt.secrets, rt.settings)
 
 
 def get_source(source_id) -> DataSource:
@@ -177,7 +180,12 @@ def delete_source(source_id):
 @login_required("admin")
 @blp.response(200, TestResultSchema)
 def test_source(source_id):
-    """Connect with a short timeout; `ok: false` comes with a reason (never the password)."""
+    """Connect with a short timeout and vet the login.
+
+    `ok: false` comes with a reason (never the password); a superuser or otherwise privileged login, or the
+    application's own database, is a 422 that says how to make a read-only login; a login that can write
+    passes with a `warning`.
+    """
     rt = runtime()
     return introspect.test_connection(get_source(source_id), rt.secrets, rt.settings)
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from services.api.limits import limiter
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
 from shared import email_configs
-from shared.errors import FieldError, NotFoundError, PermissionDeniedError, SmtpConfigurationError
+from shared.errors import (
+    FieldError,
+    NotFoundError,
+    OutboundRefusedError,
+    PermissionDeniedError,
+    SmtpConfigurationError,
+)
 from shared.models import EmailConfig
 from shared.models.email import SMTP_SECURITY
+from shared.security import bound_secrets
 from shared.smtp import SmtplibTransport, check_connection
 
 blp = Blueprint("email_config", __name__, url_prefix="/api/email-config", description="SMTP configuration")
@@ -79,7 +87,8 @@ class EmailConfigTestResultSchema(Schema):
         allow_none=True,
         metadata={
             "description": "dns | refused | timeout | tls | authentication | sender_rejected | recipient_rejected | "
-            "message_rejected | disconnected | network | protocol"
+            "message_rejected | disconnected | network | protocol | not_allowed; for a non-admin's own server "
+            "every connection failure is `unreachable` (it does not tell a closed port from a filtered one)"
         },
     )
     message = fields.String()
@@ -87,17 +96,22 @@ class EmailConfigTestResultSchema(Schema):
     sent_to = fields.String(allow_none=True)
 
 
-def _check_host(host: str) -> None:
+def _outbound(scope: str):
+    """Connections a non-admin configures obey the outbound policy; the admin's (and the system default) do not."""
+    return None if scope == "system" else email_configs.outbound_for(runtime().settings, me().role)
+
+
+def _check_destination(host: str, port: int, outbound) -> None:
     try:
-        email_configs.check_host_allowed(runtime().settings, host)
-    except SmtpConfigurationError as exc:
+        email_configs.check_destination(runtime().settings, host, port, outbound)
+    except (SmtpConfigurationError, OutboundRefusedError) as exc:
         raise FieldError("host", exc.message) from None
 
 
 def _owner(scope: str):
     if scope == "system":
         if me().role != "admin":
-            raise PermissionDeniedError("Only an admin can change the system default.")
+            raise PermissionDeniedError("Only an admin can see or change the system default.")
         return None
     return me().id
 
@@ -114,6 +128,7 @@ def _find(scope: str) -> EmailConfig | None:
 @blp.arguments(ScopeArgs, location="query")
 @blp.response(200, EmailConfigSchema)
 def get_config(args):
+    _owner(args["scope"])
     config = _find(args["scope"])
     if config is None:
         raise NotFoundError("No email configuration yet.")
@@ -126,18 +141,15 @@ def get_config(args):
 @blp.arguments(EmailConfigSchema)
 @blp.response(200, EmailConfigSchema)
 def put_config(args, data):
+    """Save the settings; without `password`, a changed host, port or user name clears the stored one."""
     owner = _owner(args["scope"])
-    _check_host(data["host"])
+    _check_destination(data["host"], data["port"], _outbound(args["scope"]))
     session = db()
     config = _find(args["scope"])
     if config is None:
         config = EmailConfig(owner_id=owner, is_system_default=owner is None)
         session.add(config)
-    password = data.pop("password", None)
-    for key, value in data.items():
-        setattr(config, key, value)
-    if password is not None:
-        config.password_encrypted = runtime().secrets.encrypt(password) if password else None
+    bound_secrets.apply_secret(config, data, runtime().secrets)
     session.commit()
     return config
 
@@ -165,38 +177,55 @@ def list_presets():
 
 
 def _settings_to_test(scope: str, data: dict):
-    """The body's settings when it names a host, else the saved configuration (yours, else the system default)."""
+    """The body's settings when it names a host, else the saved configuration (yours, else the system default).
+
+    A stored password is only used for the endpoint it was saved with (host, port, user name).
+    """
+    session = db()
+    settings, secrets = runtime().settings, runtime().secrets
     stored = _find(scope)
     if scope == "user" and stored is None:
-        stored = email_configs.system_default(db())
+        stored = email_configs.system_default(session)
     if "host" not in data:
         if stored is None:
             raise NotFoundError("No email configuration yet: save one or give host and port to test.")
-        _check_host(stored.host)
-        return email_configs.stored_settings(runtime().settings, runtime().secrets, stored), stored.from_address
+        outbound = email_configs.config_outbound(session, settings, stored)
+        _check_destination(stored.host, stored.port, outbound)
+        return email_configs.stored_settings(settings, secrets, stored, outbound=outbound), stored.from_address
     if "port" not in data:
         raise FieldError("port", "Missing data for required field.")
-    _check_host(data["host"])
+    outbound = _outbound(scope)
+    _check_destination(data["host"], data["port"], outbound)
     password = data.get("password")
     username = data.get("username") or None
+    endpoint = {"host": data["host"], "port": data["port"], "username": username}
     if password is None and stored is not None and stored.password_encrypted:
-        # The saved password is only ever sent to the saved host, for the saved user name.
-        if stored.host.lower() == data["host"].lower() and (stored.username or None) == username:
-            password = runtime().secrets.decrypt(stored.password_encrypted, what="SMTP password")
+        if bound_secrets.same_endpoint(stored, endpoint):
+            password = secrets.decrypt(stored.password_encrypted, what="SMTP password")
     smtp = email_configs.connection_settings(
-        runtime().settings,
+        settings,
         host=data["host"],
         port=data["port"],
         security=data.get("security", "starttls"),
         username=username,
         password=password,
+        outbound=outbound,
     )
     sender = data.get("from_address") or (stored.from_address if stored else None)
     return smtp, sender
 
 
+# What a non-admin learns from a failed test: whether it worked, not what listens where.
+_UNREACHABLE = frozenset({"dns", "refused", "timeout", "network", "disconnected", "tls", "protocol", "not_allowed"})
+
+
+def _connection_test_key() -> str:
+    return f"connection-test:{me().id}"
+
+
 @blp.route("/test", methods=["POST"])
 @login_required()
+@limiter.limit(lambda: runtime().settings.connection_test_rate_limit, key_func=_connection_test_key)
 @blp.arguments(ScopeArgs, location="query")
 @blp.arguments(EmailConfigTestSchema)
 @blp.response(200, EmailConfigTestResultSchema)
@@ -211,6 +240,9 @@ def test_config(args, data):
             raise FieldError("from_address", "A from address is needed to send a test message.")
         send_to = me().email
     result = check_connection(SmtplibTransport(), smtp, sender=sender, send_to=send_to, now=runtime().clock.now())
+    if not result.ok and smtp.outbound is not None and result.reason in _UNREACHABLE:
+        where = f"{smtp.host}:{smtp.port}"
+        return {"ok": False, "reason": "unreachable", "message": f"Could not connect to {where}.", "steps": []}
     return {
         "ok": result.ok,
         "reason": result.reason,

@@ -17,12 +17,13 @@ from marshmallow import Schema, ValidationError, fields, pre_dump, validate, val
 
 from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
-from services.api.runtime import db, runtime
+from services.api.runtime import close_db, db, runtime
 from services.api.security import get_owned, login_required, me, only_visible, visible_to
 from shared.errors import FieldError, PermissionDeniedError, QueryRejectedError, ValidationFailedError
 from shared.models import DataSource, SavedQuery, SemanticEntity
+from shared.previews import preview_slot
 from shared.query.compiler import check_definition
-from shared.query.engine import open_stream
+from shared.query.engine import prepare, stream_prepared
 from shared.query.sqlguard import check_select
 
 blp = Blueprint("saved_queries", __name__, url_prefix="/api/saved-queries", description="Saved queries")
@@ -202,19 +203,25 @@ def _json_value(value):
 @blp.arguments(PreviewArgs, location="query")
 @blp.response(200, PreviewSchema)
 def preview_query(args, query_id):
-    """The first rows of the query as reports would see them (a few rows only)."""
+    """The first rows of the query as reports would see them (a few rows only).
+
+    Runs under BIAPP_PREVIEW_TIMEOUT_S (or the report limit if smaller), holds no application-database
+    connection while the query runs, and a user may have BIAPP_PREVIEWS_PER_USER running at once (then 429).
+    """
     query = get_owned(SavedQuery, query_id, what="saved query")
     rt = runtime()
-    session = db()
-    with open_stream(
-        session,
-        query,
-        engines=source_engines(),
-        settings=rt.settings,
-        timezone=args["timezone"],
-        now=rt.clock.now(),
-        max_rows=args["limit"],
-    ) as stream:
+    settings = rt.settings
+    prepared = prepare(db(), query, engines=source_engines(), timezone=args["timezone"], now=rt.clock.now())
+    user_id = me().id
+    close_db()  # the query may run for a while: give the application connection back first
+    timeout = min(
+        (settings.preview_timeout_s, "BIAPP_PREVIEW_TIMEOUT_S"), (settings.query_timeout_s, "BIAPP_QUERY_TIMEOUT_S")
+    )
+    slots = {"limit": settings.previews_per_user, "ttl_s": timeout[0], "now": rt.clock.now()}
+    with (
+        preview_slot(rt.session_factory, user_id, **slots),
+        stream_prepared(prepared, settings=settings, max_rows=args["limit"], timeout=timeout) as stream,
+    ):
         rows = [[_json_value(v) for v in row] for row in stream]
         columns = [{"name": c.name, "type": c.type, "label": c.label, "format": c.format} for c in stream.columns]
     return {"columns": columns, "rows": rows, "row_count": stream.row_count, "truncated": stream.truncated}
