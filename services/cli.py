@@ -216,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--threads", type=int, default=8)
+    # Slow requests (previews wait on a data source) must not starve logins: threads are cheap, and
+    # previews take at most BIAPP_PREVIEWS_PER_PROCESS of them.
+    p.add_argument("--threads", type=int, default=32)
     p.add_argument("--graceful-timeout", type=int, default=30)
     p.set_defaults(func=cmd_api)
 

@@ -48,6 +48,7 @@ class Settings:
     jwt_expires_s: int = 3600
     max_request_bytes: int = 1024 * 1024
     login_rate_limit: str = "10 per minute"
+    login_address_rate_limit: str = "50 per minute"
     ratelimit_storage_url: str = "memory://"
     stuck_queued_after_s: int = 120
     render_max_retries: int = 3
@@ -57,6 +58,7 @@ class Settings:
     outbound_allow: tuple[AllowEntry, ...] = ()
     preview_timeout_s: int = 30
     previews_per_user: int = 2
+    previews_per_process: int = 16
     connection_test_rate_limit: str = "10 per minute"
 
     @property
@@ -211,6 +213,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_JWT_EXPIRES_S": ("jwt_expires_s", _int(60, 30 * 86400), False),
     "BIAPP_MAX_REQUEST_BYTES": ("max_request_bytes", _int(1024), False),
     "BIAPP_LOGIN_RATE_LIMIT": ("login_rate_limit", _rate, False),
+    "BIAPP_LOGIN_ADDRESS_RATE_LIMIT": ("login_address_rate_limit", _rate, False),
     "BIAPP_RATELIMIT_STORAGE_URL": ("ratelimit_storage_url", _text, False),
     "BIAPP_STUCK_QUEUED_AFTER_S": ("stuck_queued_after_s", _int(10), False),
     "BIAPP_RENDER_MAX_RETRIES": ("render_max_retries", _int(0, 20), False),
@@ -220,6 +223,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_OUTBOUND_ALLOW": ("outbound_allow", _outbound_allow, False),
     "BIAPP_PREVIEW_TIMEOUT_S": ("preview_timeout_s", _int(1, 600), False),
     "BIAPP_PREVIEWS_PER_USER": ("previews_per_user", _int(1, 50), False),
+    "BIAPP_PREVIEWS_PER_PROCESS": ("previews_per_process", _int(1, 1000), False),
     "BIAPP_CONNECTION_TEST_RATE_LIMIT": ("connection_test_rate_limit", _rate, False),
 }
 

@@ -9,6 +9,7 @@ whose process died frees itself at `expires_at` (the preview's own time limit, p
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,3 +61,22 @@ def preview_slot(
         yield slot
     finally:
         give_back(factory, user_id, slot)
+
+
+class ProcessGate:
+    """At most `limit` previews at once in this process, so the API's threads stay free for everyone else."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    @contextmanager
+    def enter(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            raise TooManyRequestsError(
+                f"The server is already running {self.limit} previews; try again in a moment."
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()

@@ -63,12 +63,23 @@ def authenticate(session: Session, email: str, password: str) -> User:
     return user
 
 
+def set_password(session: Session, user: User, new: str, *, now: datetime, field: str = "password") -> None:
+    """Give the user a new password and end every session opened with an older one.
+
+    Every token carries the user's `password_version` ("pwv"); bumping it here (in SQL, so two
+    changes at once still give two versions) makes older tokens fail at once.
+    """
+    check_password_strength(new, field)
+    user.password_hash = hash_password(new)
+    user.password_changed_at = now
+    user.password_version = User.password_version + 1
+    session.flush()  # the new version is read back from the row when a token is issued
+
+
 def change_password(session: Session, user: User, *, current: str, new: str, now: datetime) -> None:
     if not verify_password(user.password_hash, current):
         raise FieldError("current_password", "is wrong")
-    check_password_strength(new, "new_password")
-    user.password_hash = hash_password(new)
-    user.password_changed_at = now
+    set_password(session, user, new, now=now, field="new_password")
 
 
 def revoke_token(session: Session, *, jti: str, expires_at: datetime) -> None:

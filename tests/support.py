@@ -28,6 +28,7 @@ def base_env(**overrides: str) -> dict[str, str]:
         "BIAPP_FERNET_KEYS": FERNET_KEY,
         "BIAPP_LOG_FORMAT": "text",
         "BIAPP_LOGIN_RATE_LIMIT": "1000 per minute",
+        "BIAPP_LOGIN_ADDRESS_RATE_LIMIT": "1000 per minute",
         "BIAPP_RENDER_MAX_RETRIES": "2",
         "BIAPP_MAIL_MAX_RETRIES": "2",
         "BIAPP_MAX_BACKOFF_S": "2",

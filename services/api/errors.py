@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Flask, g, jsonify
+from flask import Flask, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import BIAppError
 
 log = logging.getLogger(__name__)
+
+# No request body needs more; Python's parser (and everything that walks the parsed value after it)
+# recurses once per level and fails with a RecursionError somewhere near a thousand.
+MAX_JSON_DEPTH = 64
 
 
 def error_response(status: int, code: str, message: str, errors: dict | None = None):
@@ -31,7 +36,39 @@ def _flatten_webargs(messages: dict) -> dict:
     return flat
 
 
+def _nested_deeper_than(value, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _reject_deeply_nested_json():
+    """A JSON body nested beyond MAX_JSON_DEPTH is a 400 before any parser or schema sees it."""
+    if not request.is_json:
+        return None  # only JSON bodies are parsed as JSON
+    data = request.get_data(cache=True)
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return None  # cannot nest deeper than that: the common case, no extra parse
+    try:
+        too_deep = _nested_deeper_than(json.loads(data), MAX_JSON_DEPTH)
+    except RecursionError:
+        too_deep = True
+    except ValueError:
+        return None  # not JSON at all: the request parser answers that with its own 400
+    if not too_deep:
+        return None
+    return error_response(400, "bad_request", f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+
+
 def install_error_handlers(app: Flask) -> None:
+    app.before_request(_reject_deeply_nested_json)
+
     @app.errorhandler(BIAppError)
     def _biapp(exc: BIAppError):
         return error_response(exc.status, exc.code, exc.message, exc.errors)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import wraps
 
 import sqlalchemy as sa
@@ -28,11 +27,11 @@ def install_jwt(app: Flask) -> JWTManager:
             return None
         if user is None or not user.is_active:
             return None
-        # A password change ends every session opened before it.
-        if user.password_changed_at is not None:
-            issued = datetime.fromtimestamp(payload["iat"], UTC)
-            if issued < user.password_changed_at.replace(microsecond=0):
-                return None
+        # A password change bumps the user's password version and so ends every session opened
+        # before it, even one from the same second. A token without a version is refused.
+        pwv = payload.get("pwv")
+        if type(pwv) is not int or pwv != user.password_version:
+            return None
         return user
 
     @jwt.token_in_blocklist_loader

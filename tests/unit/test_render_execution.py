@@ -49,7 +49,7 @@ def world(sqlite_url, tmp_path):
 
 def make_report(ctx, *, dashboard: bool, formats=("xlsx", "csv", "pdf"), sql=None, send_if_empty=True):
     with transaction(ctx.session_factory) as session:
-        owner = users.create_user(session, email="ana@example.com", password="correct horse battery")
+        owner = users.create_user(session, email="ana@example.com", password="correct horse battery", role="analyst")
         source = DataSource(name="Sales", kind="sqlite", path="sales.db", options={}, owner_id=owner.id)
         session.add(source)
         session.flush()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from flask import request
 from flask_jwt_extended import create_access_token, get_jwt
+from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 
 from services.api.auth.schemas import (
@@ -24,10 +26,25 @@ from shared.errors import NotFoundError
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Log in and manage your own account")
 
 
-def _login_key() -> str:
-    body = request.get_json(silent=True) or {}
-    email = str(body.get("email", "")).strip().lower()
-    return f"login:{email}"
+def _login_email() -> str:
+    """The email a login attempt names, normalised; "" when the body has none (validation answers that)."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly nested: the depth check answers 400
+        body = None
+    email = body.get("email") if isinstance(body, dict) else None
+    return users.normalise_email(email) if isinstance(email, str) else ""
+
+
+def _address_key() -> str:
+    # The socket's peer. Behind a reverse proxy that is the proxy: X-Forwarded-For is not trusted.
+    return f"login-address:{get_remote_address()}"
+
+
+def _pair_key() -> str:
+    # Hashed so that a long or odd email cannot make a long or odd storage key.
+    email = hashlib.sha256(_login_email().encode()).hexdigest()[:32]
+    return f"login-pair:{get_remote_address()}:{email}"
 
 
 def _failed(response) -> bool:
@@ -37,13 +54,18 @@ def _failed(response) -> bool:
 
 def _issue_token(user) -> dict:
     settings = runtime().settings
-    token = create_access_token(identity=str(user.id), additional_claims={"role": user.role})
+    # "pwv": a password change bumps the user's version, so every token issued before it is refused.
+    claims = {"role": user.role, "pwv": user.password_version}
+    token = create_access_token(identity=str(user.id), additional_claims=claims)
     return {"access_token": token, "token_type": "Bearer", "expires_in": settings.jwt_expires_s}
 
 
 @blp.route("/login", methods=["POST"])
-@limiter.limit(lambda: runtime().settings.login_rate_limit, deduct_when=_failed)
-@limiter.limit(lambda: runtime().settings.login_rate_limit, key_func=_login_key, deduct_when=_failed)
+# Failed logins are limited per (address, email) pair (BIAPP_LOGIN_RATE_LIMIT: guessing one password) and,
+# more loosely, per client address (BIAPP_LOGIN_ADDRESS_RATE_LIMIT: spraying many accounts); never per email
+# alone, or anyone could lock an owner out of her account by failing from elsewhere.
+@limiter.limit(lambda: runtime().settings.login_address_rate_limit, key_func=_address_key, deduct_when=_failed)
+@limiter.limit(lambda: runtime().settings.login_rate_limit, key_func=_pair_key, deduct_when=_failed)
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenSchema)
 def login(body):

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
+from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates_schema
 
@@ -21,7 +22,7 @@ from services.api.runtime import close_db, db, runtime
 from services.api.security import get_owned, login_required, me, only_visible, visible_to
 from shared.errors import FieldError, PermissionDeniedError, QueryRejectedError, ValidationFailedError
 from shared.models import DataSource, SavedQuery, SemanticEntity
-from shared.previews import preview_slot
+from shared.previews import ProcessGate, preview_slot
 from shared.query.compiler import check_definition
 from shared.query.engine import prepare, stream_prepared
 from shared.query.sqlguard import check_select
@@ -198,6 +199,15 @@ def _json_value(value):
     return str(value)
 
 
+def _gate() -> ProcessGate:
+    gate = current_app.extensions.get("biapp.preview_gate")
+    if gate is None:
+        gate = current_app.extensions.setdefault(
+            "biapp.preview_gate", ProcessGate(runtime().settings.previews_per_process)
+        )
+    return gate
+
+
 @blp.route("/<uuid:query_id>/preview", methods=["POST"])
 @login_required()
 @blp.arguments(PreviewArgs, location="query")
@@ -219,6 +229,7 @@ def preview_query(args, query_id):
     )
     slots = {"limit": settings.previews_per_user, "ttl_s": timeout[0], "now": rt.clock.now()}
     with (
+        _gate().enter(),
         preview_slot(rt.session_factory, user_id, **slots),
         stream_prepared(prepared, settings=settings, max_rows=args["limit"], timeout=timeout) as stream,
     ):

@@ -16,7 +16,6 @@ from shared import users
 from shared.errors import ConflictError, FieldError, NotFoundError
 from shared.models import User
 from shared.models.users import ROLES
-from shared.security.passwords import hash_password
 
 blp = Blueprint("users", __name__, url_prefix="/api/users", description="Manage users (admin)")
 
@@ -79,9 +78,7 @@ def update_user(body, user_id):
     if user.id == me().id and (body.get("role", "admin") != "admin" or body.get("is_active") is False):
         raise ConflictError("You cannot demote or deactivate yourself.")
     if "password" in body:
-        users.check_password_strength(body["password"])
-        user.password_hash = hash_password(body.pop("password"))
-        user.password_changed_at = runtime().clock.now()
+        users.set_password(session, user, body.pop("password"), now=runtime().clock.now())
     for key, value in body.items():
         setattr(user, key, value)
     session.commit()
