@@ -6,7 +6,8 @@ import json
 import logging
 
 from flask import Flask, g, jsonify, request
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import BIAppError
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 # No request body needs more; Python's parser (and everything that walks the parsed value after it)
 # recurses once per level and fails with a RecursionError somewhere near a thousand.
 MAX_JSON_DEPTH = 64
+DATABASE_RETRY_AFTER_S = 5
 
 
 def error_response(status: int, code: str, message: str, errors: dict | None = None):
@@ -101,6 +103,24 @@ def install_error_handlers(app: Flask) -> None:
             "This conflicts with existing data: it is still used by another object (a report, alert, "
             "dashboard or saved query) or one like it already exists. Nothing was changed.",
         )
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeoutError)
+    def _database_unavailable(exc: Exception):
+        # The application database is down, restarting or out of connections: a retry will work.
+        session = g.pop("db", None)
+        if session is not None:
+            try:
+                session.close()
+            except Exception:  # the connection is gone already; the pool replaces it
+                log.debug("closing a session after a database error failed", exc_info=True)
+        log.warning("application database unavailable: %s", type(getattr(exc, "orig", exc) or exc).__name__)
+        response, status = error_response(
+            503, "database_unavailable", "The database is unreachable right now; try again in a few seconds."
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
