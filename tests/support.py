@@ -29,6 +29,9 @@ def base_env(**overrides: str) -> dict[str, str]:
         "BIAPP_LOG_FORMAT": "text",
         "BIAPP_LOGIN_RATE_LIMIT": "1000 per minute",
         "BIAPP_LOGIN_ADDRESS_RATE_LIMIT": "1000 per minute",
+        # The tests' SMTP servers listen on loopback, as an operator's local relay would; the outbound
+        # policy's own tests (test_email_config_boundaries.py) set this back to the default, empty.
+        "BIAPP_OUTBOUND_ALLOW": "127.0.0.0/8,[::1]",
         "BIAPP_RENDER_MAX_RETRIES": "2",
         "BIAPP_MAIL_MAX_RETRIES": "2",
         "BIAPP_MAX_BACKOFF_S": "2",

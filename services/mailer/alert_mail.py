@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from services.mailer.compose import MailContent, PreparedMail, compose_body, message_id_for, one_line
+from services.mailer.compose import MailContent, PreparedMail, compose_body, message_id_for, subject_line
 from services.mailer.transport import SendRefused, SmtpFailure, Transport
 from shared import alerts, email_configs
 from shared.context import WorkerContext
@@ -64,7 +64,7 @@ def content_for(ctx: WorkerContext, alert: Alert, event: AlertEvent) -> MailCont
     reason = event.notify_reason or "triggered"
     zone = ZoneInfo(alert.timezone or "UTC")
     evaluated = (event.evaluated_at or ctx.clock.now()).astimezone(zone)
-    subject = one_line(alerts.subject_line(alert.name, condition, reason, event.observed, event.error), 250)
+    subject = subject_line(alerts.subject_line(alert.name, condition, reason, event.observed, event.error))
     base = (ctx.settings.public_url or "").rstrip("/")
     context = {
         "headline": HEADLINES.get(reason, HEADLINES["triggered"]),

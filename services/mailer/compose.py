@@ -5,10 +5,20 @@ disclosed to anyone else. A `to` recipient's copy says `To: <them>`; a `cc`
 recipient's copy says `To: undisclosed-recipients:;` and `Cc: <them>`, so they
 can tell at a glance that they were copied rather than addressed.
 
-Templates (subject and body) run in Jinja2's immutable sandbox with strict
-undefined variables and a cap on output size; a template that reaches for
-internals fails the run with a clear message instead of running. A subject is
-always one line: CR, LF and other control characters collapse to spaces.
+Templates (subject and body) run in a bounded Jinja2 immutable sandbox
+(shared.templates: strict undefined variables, time, size and iteration limits);
+a template that reaches for internals or goes over a limit fails the run with a
+clear message instead of running. A subject is always one line: CR, LF and other
+control characters collapse to spaces, and bidi controls are dropped (as from
+attachment names), so "invoice\u202efdp.exe" cannot pose as a PDF.
+
+The user's body is untrusted HTML sent from the organisation's address: it goes
+through nh3 (Ammonia) with an explicit allow-list - paragraphs, emphasis, lists,
+headings, tables, and links to http(s)/mailto only, with rel="noopener noreferrer";
+no script, style, form, iframe, images (remote images are tracking pixels) or
+event-handler attributes. The system's own layout (preview table, file notes,
+download links) is added around the cleaned body, outside the sanitiser. The
+plain-text part of an HTML body is the text of the cleaned HTML, not its tags.
 """
 
 from __future__ import annotations
@@ -22,11 +32,14 @@ from email.headerregistry import Address, Group
 from email.message import EmailMessage
 from email.policy import SMTP, default
 from email.utils import format_datetime
+from html.parser import HTMLParser
 
+import nh3
 from jinja2 import Environment, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from shared.templates import render_template
+from shared.text import strip_bidi_controls
 
 # Our own layout, not user input: a plain (autoescaping) environment is enough.
 _LAYOUT_ENV = Environment(autoescape=select_autoescape(default=True), undefined=StrictUndefined)
@@ -84,19 +97,181 @@ def one_line(text: str, limit: int) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
+def subject_line(text: str) -> str:
+    """A rendered subject as sent: one line, no bidi controls, at most MAX_SUBJECT_CHARS."""
+    return one_line(strip_bidi_controls(text), MAX_SUBJECT_CHARS)
+
+
 def render_subject(source: str | None, context: dict, *, test: bool) -> str:
-    subject = one_line(
-        render_template(source or DEFAULT_SUBJECT, context, field="subject", limit=4000), MAX_SUBJECT_CHARS
-    )
-    subject = subject or one_line(render_template(DEFAULT_SUBJECT, context, field="subject"), MAX_SUBJECT_CHARS)
+    subject = subject_line(render_template(source or DEFAULT_SUBJECT, context, field="subject", limit=4000))
+    subject = subject or subject_line(render_template(DEFAULT_SUBJECT, context, field="subject"))
     return f"[TEST] {subject}" if test else subject
 
 
 def safe_filename(name: str) -> str:
-    """A file name without paths, quotes or control characters; non-ASCII is kept (RFC 2231 encodes it)."""
-    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    """A file name without paths, quotes, control or bidi characters; other non-ASCII is kept (RFC 2231)."""
+    base = unicodedata.normalize("NFC", strip_bidi_controls(name)).replace("\\", "/").rsplit("/", 1)[-1]
     base = _CONTROL.sub("", base).replace('"', "").strip(" .")
     return base[:200] or "attachment"
+
+
+# --- the user's body: sanitised HTML and its plain text --------------------------------------
+
+_BODY_TAGS = frozenset(
+    {
+        "p", "br", "hr", "div", "span", "blockquote", "pre", "code",
+        "strong", "b", "em", "i", "u", "s", "small", "sub", "sup", "mark",
+        "h1", "h2", "h3", "h4", "h5", "h6",
+        "ul", "ol", "li",
+        "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
+        "a",
+    }
+)  # fmt: skip
+_BODY_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "th": {"colspan", "rowspan", "scope"},
+    "td": {"colspan", "rowspan"},
+    "ol": {"start"},
+}
+# Removed together with their content (anything else not allowed is unwrapped: its text stays).
+_BODY_DROPPED = frozenset(
+    {
+        "script",
+        "style",
+        "title",
+        "textarea",
+        "select",
+        "option",
+        "iframe",
+        "noscript",
+        "object",
+        "template",
+        "svg",
+        "math",
+    }
+)
+_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+_ABSOLUTE_URL = re.compile(r"(?:https?://|mailto:)", re.IGNORECASE)
+
+
+def _only_absolute_links(tag: str, attribute: str, value: str) -> str | None:
+    # Relative links mean nothing in an email (and would resolve against whatever the client likes).
+    if attribute == "href" and not _ABSOLUTE_URL.match(value.strip()):
+        return None
+    return value
+
+
+def sanitise_body_html(html: str) -> str:
+    """The user's body HTML reduced to the allow-list above (nh3/Ammonia does the parsing)."""
+    return nh3.clean(
+        html,
+        tags=set(_BODY_TAGS),
+        clean_content_tags=set(_BODY_DROPPED),
+        attributes={tag: set(names) for tag, names in _BODY_ATTRIBUTES.items()},
+        attribute_filter=_only_absolute_links,
+        url_schemes=set(_URL_SCHEMES),
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+
+
+_BLOCKS = frozenset({"p", "div", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr"})
+_MARKUP = re.compile(r"<[a-zA-Z!/?]")
+
+
+class _TextExtractor(HTMLParser):
+    """Readable text from sanitised HTML: paragraphs and headings as blocks, `- ` and `1. ` list
+    items (indented when nested), ` | ` between table cells, and a link's address after its text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.lists: list[list] = []  # [tag, next number] per open list
+        self.href: str | None = None
+        self.link_text: list[str] = []
+        self.pre = 0
+        self.cells = 0
+
+    def _line_start(self) -> bool:
+        for piece in reversed(self.out):
+            if piece:
+                return piece.endswith("\n")
+        return True
+
+    def _write(self, text: str) -> None:
+        if self.href is not None:
+            self.link_text.append(text)
+            return
+        if not self.pre and self._line_start():
+            text = text.lstrip(" ")
+        self.out.append(text)
+
+    def _break(self, blank: bool) -> None:
+        """End the current line (and leave a blank one when `blank`); breaks never pile up."""
+        tail = "".join(self.out[-3:])
+        have = len(tail) - len(tail.rstrip("\n"))
+        want = 2 if blank else 1
+        if any(self.out) and have < want:
+            self.out.append("\n" * (want - have))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCKS:
+            self._break(blank=True)
+        if tag == "pre":
+            self.pre += 1
+        elif tag == "br":
+            self.out.append("\n")  # explicit: may repeat
+        elif tag in ("ul", "ol"):
+            self._break(blank=not self.lists)
+            self.lists.append([tag, 1])
+        elif tag == "li":
+            self._break(blank=False)
+            kind = self.lists[-1] if self.lists else ["ul", 1]
+            indent = "  " * max(0, len(self.lists) - 1)
+            if kind[0] == "ol":
+                self.out.append(f"{indent}{kind[1]}. ")
+                kind[1] += 1
+            else:
+                self.out.append(f"{indent}- ")
+        elif tag == "tr":
+            self._break(blank=False)
+            self.cells = 0
+        elif tag in ("td", "th"):
+            if self.cells:
+                self.out.append(" | ")
+            self.cells += 1
+        elif tag == "a":
+            self.href = dict(attrs).get("href") or ""
+            self.link_text = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self.href is not None:
+            text = " ".join("".join(self.link_text).split())
+            href, self.href = self.href, None
+            same = href.removeprefix("mailto:") == text or href == text
+            self._write(f"{text} ({href})" if href and text and not same else text or href)
+        elif tag in ("ul", "ol") and self.lists:
+            self.lists.pop()
+            self._break(blank=not self.lists)
+        elif tag == "pre":
+            self.pre = max(0, self.pre - 1)
+        if tag in _BLOCKS:
+            self._break(blank=True)
+
+    def handle_data(self, data: str) -> None:
+        self._write(data if self.pre else re.sub(r"\s+", " ", data))
+
+    def text(self) -> str:
+        lines = [line.rstrip() for line in "".join(self.out).split("\n")]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+
+
+def html_to_text(html: str) -> str:
+    """The text of (sanitised) HTML as a person would read it in a plain-text mail."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
 
 
 def _cell(value: str) -> str:
@@ -156,13 +331,17 @@ def compose_body(
 ) -> tuple[str, str]:
     """(plain text, HTML) from the report's body template plus the preview and a note on the files."""
     template = source or DEFAULT_BODY
-    text_intro = render_template(template, context, field="body")
+    # Rendered with autoescape on: every variable is escaped, so markup here is the user's own.
     html_intro = render_template(template, context, html=True, field="body")
-    if "<" not in template:
-        # A plain-text template: keep its line breaks in the HTML part too.
-        html_intro = html_intro.replace("\n", "<br>\n")
+    if _MARKUP.search(html_intro):
+        html_intro = sanitise_body_html(html_intro)
+        text_intro = html_to_text(html_intro)
+    else:
+        # A plain-text template: its text as written, its line breaks kept in the HTML part too.
+        text_intro = render_template(template, context, field="body")
+        html_intro = sanitise_body_html(html_intro.replace("\n", "<br>\n"))
     names = [a.filename for a in attachments]
-    # The sandbox rendered the body with autoescape on: every variable in it is already escaped.
+    # Sanitised above: only allow-listed markup, variables escaped.
     body = Markup(html_intro)  # noqa: S704
     html = _HTML_LAYOUT.render(
         subject=subject,
@@ -192,7 +371,7 @@ def _base_message(content: MailContent, *, sender: str, sender_name: str | None,
     """Everything every copy shares: subject, sender, body and files (no recipient, date or id)."""
     message = EmailMessage(policy=SMTP)
     message["Subject"] = content.subject
-    message["From"] = Address(display_name=one_line(sender_name or "", 200), addr_spec=sender)
+    message["From"] = Address(display_name=one_line(strip_bidi_controls(sender_name or ""), 200), addr_spec=sender)
     if reply_to:
         message["Reply-To"] = reply_to
     message["Auto-Submitted"] = "auto-generated"

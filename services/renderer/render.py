@@ -28,7 +28,7 @@ from shared.errors import NotFoundError, PermanentError, RenderFailedError, Tran
 from shared.metrics import EXECUTIONS, RENDER_ROWS, RENDER_SECONDS, SCHEDULER_LAG
 from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport
 from shared.query.engine import open_stream
-from shared.text import slugify
+from shared.text import slugify, strip_bidi_controls
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def build_writers(
 
 
 def base_filename(report_name: str, run_local: datetime) -> str:
-    return f"{slugify(report_name) or 'report'}_{run_local:%Y-%m-%d_%H%M}"
+    """The stem of every artifact's file name: ASCII, and never a bidi control (they disguise extensions)."""
+    return strip_bidi_controls(f"{slugify(report_name) or 'report'}_{run_local:%Y-%m-%d_%H%M}")
 
 
 def _sha256(path: Path) -> str:

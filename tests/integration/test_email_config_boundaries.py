@@ -22,6 +22,12 @@ from tests.support import free_port
 LOOPBACK = ["127.0.0.1", "localhost", "127.1", "2130706433", "::ffff:127.0.0.1"]
 
 
+@pytest.fixture
+def api(sqlite_url, tmp_path):
+    """The API with the outbound policy as shipped: nothing but public addresses for non-admins."""
+    return build_harness(sqlite_url, tmp_path, BIAPP_OUTBOUND_ALLOW="")
+
+
 class Listener:
     """A listening socket that tells whether anyone connected to it."""
 
