@@ -93,6 +93,135 @@ def pg_session_factory(pg_url, pg_engine):
     return make_session_factory(pg_engine)
 
 
+# --- PostgreSQL data sources: a database of their own, read by a plain login -------------
+
+PG_READER_PASSWORD = "reader-secret"  # trust auth ignores it; a stored password still exercises decryption
+
+
+def pg_admin_dsn(database: str) -> str:
+    """A libpq URL for the admin (superuser) login to `database` on the test server."""
+    return PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}"
+
+
+@dataclass(frozen=True)
+class PgReader:
+    """A login role for data sources: no superuser, no replication, no bypassrls, no server-file roles."""
+
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class PgDataDatabase:
+    """A database reports read from, never the application's own, and the reader's connection fields.
+
+    Tables are created through `execute` / `admin_engine` (as the admin login); the reader can SELECT
+    every table the admin creates in any schema, and create none.
+    """
+
+    host: str
+    port: int
+    database: str
+    username: str
+    password: str
+    admin_engine: sa.Engine
+
+    @property
+    def admin_dsn(self) -> str:
+        return pg_admin_dsn(self.database)
+
+    def execute(self, *statements: str) -> None:
+        """Run DDL/DML on this database as the admin, each statement committed."""
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def source_fields(self) -> dict:
+        """The fields of a PostgreSQL data source reading this database as the reader (no password)."""
+        return {
+            "kind": "postgresql",
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "username": self.username,
+        }
+
+
+def _pg_server() -> tuple[str, int]:
+    info = psycopg.conninfo.conninfo_to_dict(PG_ADMIN_DSN)
+    return info.get("host") or "127.0.0.1", int(info.get("port") or 5432)
+
+
+@pytest.fixture(scope="session")
+def pg_reader():
+    """The session's data-source login role `biapp_reader_<pid>` (LOGIN and nothing else), dropped at the end.
+
+    Databases it reads are opened to it with `grant_reader`; drop them before this fixture ends.
+    """
+    name = f"biapp_reader_{os.getpid()}"
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+            conn.execute(
+                f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS'
+                f" PASSWORD '{PG_READER_PASSWORD}'"
+            )
+    except psycopg.Error as exc:
+        require("PostgreSQL", exc)
+    yield PgReader(name, PG_READER_PASSWORD)
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP OWNED BY "{name}"')  # only what is left in the admin database
+        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def grant_reader(database: str, reader: str) -> None:
+    """Open `database` to `reader` for reading: CONNECT, USAGE on schemas, SELECT on tables, now and later.
+
+    Objects the admin login creates afterwards (tables, schemas) are covered by default privileges.
+    Nobody but the owner may create objects in schema public (the PostgreSQL 15 default, made explicit).
+    """
+    with psycopg.connect(pg_admin_dsn(database), autocommit=True) as conn:
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO "{reader}"')
+        schemas = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
+        ).fetchall()
+        for (schema,) in schemas:
+            conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{reader}"')
+            conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{reader}"')
+        conn.execute(f'ALTER DEFAULT PRIVILEGES GRANT USAGE ON SCHEMAS TO "{reader}"')
+        conn.execute(f'ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO "{reader}"')
+
+
+def create_data_database(prefix: str, reader: str) -> str:
+    """A new, empty database `<prefix>_<pid>_<hex>` opened to `reader`; drop it with `drop_pg_database`."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        require("PostgreSQL", exc)
+    grant_reader(name, reader)
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_data_database(pg_reader):
+    """A separate database `biapp_data_<pid>_<hex>` for data sources, read by `pg_reader`: a PgDataDatabase."""
+    name = create_data_database("biapp_data", pg_reader.username)
+    host, port = _pg_server()
+    admin_url = pg_admin_dsn(name).replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(admin_url, poolclass=sa.pool.NullPool)
+    yield PgDataDatabase(host, port, name, pg_reader.username, pg_reader.password, engine)
+    engine.dispose()
+    drop_pg_database(name)
+
+
 # --- MySQL / MariaDB (a data source kind) ------------------------------------------
 
 
@@ -123,6 +252,42 @@ def mysql_url():
     yield f"mysql+pymysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{name}?charset=utf8mb4"
     with mysql_admin() as conn, conn.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+# Quotes, an umlaut and CJK: the password must survive encryption and the driver's encoding.
+MYSQL_READER_PASSWORD = "s3cr3t-Pässword'; -- 東京"
+
+
+@dataclass(frozen=True)
+class MySqlReader:
+    """A SELECT-only MariaDB login for data sources (no FILE, no SUPER) on the session's database."""
+
+    host: str
+    port: int
+    database: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def mysql_reader(mysql_url):
+    """`biapp_reader_<pid>`@'%' and @'localhost' with SELECT on the `mysql_url` database only: a MySqlReader.
+
+    Tables are still created as root (`mysql_admin`); the grant covers them whenever they appear.
+    """
+    database = sa.engine.make_url(mysql_url).database
+    name = f"biapp_reader_{os.getpid()}"
+    with mysql_admin() as conn, conn.cursor() as cursor:
+        for host in ("%", "localhost"):
+            cursor.execute(f"DROP USER IF EXISTS '{name}'@'{host}'")
+            # With arguments PyMySQL formats the statement itself: a literal % is written %%.
+            escaped = host.replace("%", "%%")
+            cursor.execute(f"CREATE USER '{name}'@'{escaped}' IDENTIFIED BY %s", (MYSQL_READER_PASSWORD,))
+            cursor.execute(f"GRANT SELECT ON `{database}`.* TO '{name}'@'{host}'")
+    yield MySqlReader(MYSQL_HOST, MYSQL_PORT, database, name, MYSQL_READER_PASSWORD)
+    with mysql_admin() as conn, conn.cursor() as cursor:
+        for host in ("%", "localhost"):
+            cursor.execute(f"DROP USER IF EXISTS '{name}'@'{host}'")
 
 
 # --- RabbitMQ ----------------------------------------------------------------------

@@ -34,9 +34,11 @@ def _lag_count(port: int) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_a_report_due_in_the_next_minute_arrives_by_email(env, pg_url, pg_session_factory, smtp_server, tmp_path):
+def test_a_report_due_in_the_next_minute_arrives_by_email(
+    env, pg_data_database, pg_session_factory, smtp_server, tmp_path
+):
     settings = make_settings(**env)
-    owner, query = seed_query(pg_session_factory, pg_url, settings, smtp=smtp_server)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings, smtp=smtp_server)
     # Due at the first whole minute at least 15 s away, so the processes are up for its tick.
     due = (datetime.now(UTC) + timedelta(seconds=75)).replace(second=0, microsecond=0)
     zone = "Asia/Kolkata"  # a report's local time is not the server's

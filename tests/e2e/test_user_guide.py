@@ -1,9 +1,9 @@
 """docs/user-guide.md cannot drift from the code: its bash examples run, in order, against a live server.
 
 The server is `biapp standalone` on a free port with PostgreSQL as its database, a sales
-database of its own as the data source, and a real SMTP server (aiosmtpd, with AUTH) as the
-user's mail account. The guide's `sh` block names the variables a reader sets; the test sets
-the same ones.
+database of its own as the data source (read by a plain login that may only SELECT, as the
+guide asks), and a real SMTP server (aiosmtpd, with AUTH) as the user's mail account.
+The guide's `sh` block names the variables a reader sets; the test sets the same ones.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import urllib.request
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -21,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from tests.conftest import PG_ADMIN_DSN, SmtpRecorder
+from tests.conftest import PG_ADMIN_DSN, SmtpRecorder, create_data_database, drop_pg_database, pg_admin_dsn
 from tests.support import ROOT, Process, base_env, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -37,13 +36,10 @@ def blocks(language: str) -> list[str]:
 
 
 @pytest.fixture
-def sales_db():
-    """A database of its own with an orders table: the data source the guide describes."""
-    name = f"biapp_guide_sales_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(dsn, autocommit=True) as conn:
+def sales_db(pg_reader):
+    """A database of its own with an orders table, readable by `pg_reader`: the data source the guide describes."""
+    name = create_data_database("biapp_guide_sales", pg_reader.username)
+    with psycopg.connect(pg_admin_dsn(name), autocommit=True) as conn:
         conn.execute(
             "create table public.orders (id serial primary key, region text not null, ordered_on date not null,"
             " amount numeric(12, 2) not null)"
@@ -53,8 +49,7 @@ def sales_db():
             " date '2026-01-01' + g, 10 + g * 3.5 from generate_series(1, 60) g"
         )
     yield name
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(name)
 
 
 @pytest.fixture
@@ -114,7 +109,9 @@ def test_the_guide_names_the_variables_a_reader_sets():
     assert len(blocks("bash")) >= 12
 
 
-def test_every_curl_example_in_the_user_guide_works_against_a_live_api(server, sales_db, mail_account, tmp_path):
+def test_every_curl_example_in_the_user_guide_works_against_a_live_api(
+    server, sales_db, pg_reader, mail_account, tmp_path
+):
     base_url, process = server
     smtp_port, mailbox = mail_account
     pg = psycopg.conninfo.conninfo_to_dict(PG_ADMIN_DSN)
@@ -130,8 +127,8 @@ def test_every_curl_example_in_the_user_guide_works_against_a_live_api(server, s
         "DB_HOST": pg.get("host", "127.0.0.1"),
         "DB_PORT": str(pg.get("port", 5432)),
         "DB_NAME": sales_db,
-        "DB_USER": pg.get("user", "postgres"),
-        "DB_PASSWORD": pg.get("password", "unused"),
+        "DB_USER": pg_reader.username,
+        "DB_PASSWORD": pg_reader.password,
         "TMPDIR": str(tmp_path),
     }
     script = "\n".join(f"echo '>>> example {n}'\n{block}" for n, block in enumerate(blocks("bash"), start=1))

@@ -1,9 +1,8 @@
-"""Rows most pipeline tests start from: an analyst, a data source on the test database, a query, a report."""
+"""Rows most pipeline tests start from: an analyst, a data source on the data database, a query, a report."""
 
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlsplit
 
 from shared import users
 from shared.config import Settings
@@ -11,31 +10,28 @@ from shared.db import transaction
 from shared.models import DataSource, EmailConfig, SavedQuery, ScheduledReport
 from shared.reports import apply_changes
 from shared.security.crypto import SecretBox
+from tests.conftest import PgDataDatabase
 
 DAILY_0900 = {"frequency": "daily", "time": "09:00", "timezone": "UTC"}
 
 
-def source_on_test_database(pg_url: str, settings: Settings | None = None, **fields) -> DataSource:
-    """A PostgreSQL data source pointing at the test database itself (not yet added to a session)."""
-    parts = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
-    values = {
-        "name": "Test DB",
-        "kind": "postgresql",
-        "host": parts.hostname,
-        "port": parts.port or 5432,
-        "database": parts.path.lstrip("/"),
-        "username": parts.username or "postgres",
-        "options": {},
-    }
+def source_on_data_database(data: PgDataDatabase, settings: Settings | None = None, **fields) -> DataSource:
+    """A PostgreSQL data source on the data database, logged in as its reader (not yet added to a session).
+
+    Never the application database, never a superuser: the same rules a real data source follows.
+    """
+    values = {"name": "Data DB", **data.source_fields(), "options": {}}
     if settings is not None:
         # The test server trusts local connections; a stored password still exercises decryption.
-        values["password_encrypted"] = SecretBox(settings.fernet_keys).encrypt("unused")
+        values["password_encrypted"] = SecretBox(settings.fernet_keys).encrypt(data.password)
     values.update(fields)
     return DataSource(**values)
 
 
-def seed_query(factory, pg_url, settings, *, sql="select 1 as one", smtp=None) -> tuple[uuid.UUID, uuid.UUID]:
-    """An analyst, a PostgreSQL data source on the test database and a raw SQL saved query."""
+def seed_query(
+    factory, data: PgDataDatabase, settings, *, sql="select 1 as one", smtp=None
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """An analyst, a PostgreSQL data source on the data database (as its reader) and a raw SQL saved query."""
     with transaction(factory) as session:
         owner = users.create_user(session, email="ana@example.com", password="correct horse battery", role="analyst")
         if smtp is not None:
@@ -48,7 +44,7 @@ def seed_query(factory, pg_url, settings, *, sql="select 1 as one", smtp=None) -
                     from_address="reports@example.com",
                 )
             )
-        source = source_on_test_database(pg_url, settings)
+        source = source_on_data_database(data, settings)
         session.add(source)
         session.flush()
         query = SavedQuery(name="Numbers", kind="sql", data_source_id=source.id, sql=sql, owner_id=owner.id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,8 +18,9 @@ from shared import alerts, users
 from shared.context import build_context
 from shared.db import transaction
 from shared.messaging import RecordingPublisher
-from shared.models import Alert, AlertEvent, DataSource, EmailConfig, SavedQuery
+from shared.models import Alert, AlertEvent, EmailConfig, SavedQuery
 from shared.reports import apply_changes
+from tests.integration.seeding import source_on_data_database
 from tests.support import make_settings
 
 EVERY_5_MIN = {"frequency": "cron", "cron": "*/5 * * * *", "timezone": "Europe/Berlin"}
@@ -42,24 +42,24 @@ def make_ctx(settings, pg_session_factory):
 
 
 @pytest.fixture
-def tickets(pg_engine):
-    """A table in the test database the alert's query reads; `set_open(n)` sets how many tickets are open."""
-    with pg_engine.begin() as conn:
+def tickets(pg_data_database):
+    """A table in the data database the alert's query reads; `set_open(n)` sets how many tickets are open."""
+    engine = pg_data_database.admin_engine
+    with engine.begin() as conn:
         conn.execute(sa.text("create table if not exists alert_tickets (id int, status text, hours numeric)"))
 
     def set_open(count: int) -> None:
-        with pg_engine.begin() as conn:
+        with engine.begin() as conn:
             conn.execute(sa.text("delete from alert_tickets"))
             for i in range(count):
                 conn.execute(sa.text("insert into alert_tickets values (:i, 'open', :h)"), {"i": i, "h": 1.5 * i})
 
     yield set_open
-    with pg_engine.begin() as conn:  # the schema check compares the database with the models
+    with engine.begin() as conn:
         conn.execute(sa.text("drop table alert_tickets"))
 
 
-def seed(factory, pg_url, smtp, *, sql="select id, status, hours from alert_tickets", **alert_fields):
-    parts = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+def seed(factory, data, smtp, *, sql="select id, status, hours from alert_tickets", **alert_fields):
     with transaction(factory) as session:
         owner = users.create_user(session, email="ana@example.com", password="correct horse battery", role="analyst")
         session.add(
@@ -67,15 +67,7 @@ def seed(factory, pg_url, smtp, *, sql="select id, status, hours from alert_tick
                 is_system_default=True, host=smtp.host, port=smtp.port, security="none", from_address="bi@example.com"
             )
         )
-        source = DataSource(
-            name="Test DB",
-            kind="postgresql",
-            host=parts.hostname,
-            port=parts.port or 5432,
-            database=parts.path.lstrip("/"),
-            username=parts.username or "postgres",
-            options={},
-        )
+        source = source_on_data_database(data, name="Tickets DB")
         session.add(source)
         session.flush()
         query = SavedQuery(name="Open tickets", kind="sql", data_source_id=source.id, sql=sql, owner_id=owner.id)
@@ -120,10 +112,10 @@ def event(factory, event_id) -> AlertEvent:
 
 
 def test_alert_turning_true_emails_each_recipient_once_and_only_on_change(
-    make_ctx, pg_url, pg_session_factory, smtp_server, tickets
+    make_ctx, pg_data_database, pg_session_factory, smtp_server, tickets
 ):
     tickets(5)
-    owner, query = seed(pg_session_factory, pg_url, smtp_server)
+    owner, query = seed(pg_session_factory, pg_data_database, smtp_server)
     with transaction(pg_session_factory) as session:
         alert_id = add_alert(session, owner, query).id
     ctx = make_ctx()
@@ -181,9 +173,9 @@ def test_alert_turning_true_emails_each_recipient_once_and_only_on_change(
         assert alert.next_run_at > NOW + timedelta(minutes=5)  # manual runs never moved it
 
 
-def test_value_condition_with_recovery_notice(make_ctx, pg_url, pg_session_factory, smtp_server, tickets):
+def test_value_condition_with_recovery_notice(make_ctx, pg_data_database, pg_session_factory, smtp_server, tickets):
     tickets(4)  # hours 0, 1.5, 3, 4.5 -> sum 9
-    owner, query = seed(pg_session_factory, pg_url, smtp_server)
+    owner, query = seed(pg_session_factory, pg_data_database, smtp_server)
     condition = {"kind": "value", "column": "hours", "aggregate": "sum", "op": "gte", "value": 8}
     with transaction(pg_session_factory) as session:
         alert_id = add_alert(
@@ -201,8 +193,10 @@ def test_value_condition_with_recovery_notice(make_ctx, pg_url, pg_session_facto
     assert smtp_server.wait_for(2)[1].message["Subject"].startswith("[Alert resolved] Backlog: sum(hours) >= 8")
 
 
-def test_query_errors_are_recorded_and_emailed_only_when_asked(make_ctx, pg_url, pg_session_factory, smtp_server):
-    owner, query = seed(pg_session_factory, pg_url, smtp_server, sql="select * from no_such_table")
+def test_query_errors_are_recorded_and_emailed_only_when_asked(
+    make_ctx, pg_data_database, pg_session_factory, smtp_server
+):
+    owner, query = seed(pg_session_factory, pg_data_database, smtp_server, sql="select * from no_such_table")
     with transaction(pg_session_factory) as session:
         quiet = add_alert(session, owner, query, name="Quiet").id
         loud = add_alert(session, owner, query, name="Loud", notify_on_error=True, recipients=["a@example.com"], cc=[])
@@ -221,8 +215,10 @@ def test_query_errors_are_recorded_and_emailed_only_when_asked(make_ctx, pg_url,
         assert session.get(Alert, quiet).last_state == "error"
 
 
-def test_racing_dispatchers_create_one_event_per_occurrence(make_ctx, pg_url, pg_session_factory, smtp_server):
-    owner, query = seed(pg_session_factory, pg_url, smtp_server)
+def test_racing_dispatchers_create_one_event_per_occurrence(
+    make_ctx, pg_data_database, pg_session_factory, smtp_server
+):
+    owner, query = seed(pg_session_factory, pg_data_database, smtp_server)
     with transaction(pg_session_factory) as session:
         due = {add_alert(session, owner, query, name=f"due {i}", due=NOW - timedelta(seconds=i)).id for i in range(40)}
         for i in range(10):
@@ -253,8 +249,8 @@ def test_racing_dispatchers_create_one_event_per_occurrence(make_ctx, pg_url, pg
     assert dispatch_due_alerts(make_ctx(), now=NOW) == []
 
 
-def test_lost_evaluation_message_is_published_again(make_ctx, pg_url, pg_session_factory, smtp_server):
-    owner, query = seed(pg_session_factory, pg_url, smtp_server)
+def test_lost_evaluation_message_is_published_again(make_ctx, pg_data_database, pg_session_factory, smtp_server):
+    owner, query = seed(pg_session_factory, pg_data_database, smtp_server)
     with transaction(pg_session_factory) as session:
         add_alert(session, owner, query, schedule={"frequency": "cron", "cron": "0 0 1 1 *", "timezone": "UTC"})
     [(event_id, _)] = dispatch_due_alerts(make_ctx(), now=NOW)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from shared import users
 from shared.db import transaction
 from shared.models import SavedQuery
-from tests.integration.seeding import source_on_test_database
+from tests.integration.seeding import source_on_data_database
 from tests.support import Process, base_env, free_port, make_settings, wait_until
 
 PASSWORD = "correct horse battery"
@@ -38,11 +38,13 @@ def _ready(base: str) -> bool:
         return False
 
 
-def test_sigterm_lets_the_request_in_flight_finish_then_the_server_exits(api_process, pg_url, pg_session_factory):
+def test_sigterm_lets_the_request_in_flight_finish_then_the_server_exits(
+    api_process, pg_data_database, pg_session_factory
+):
     process, base, settings = api_process
     with transaction(pg_session_factory) as session:
         owner = users.create_user(session, email="ana@example.com", password=PASSWORD, role="analyst")
-        source = source_on_test_database(pg_url, settings)
+        source = source_on_data_database(pg_data_database, settings)
         session.add(source)
         session.flush()
         query = SavedQuery(

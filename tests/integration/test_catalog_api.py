@@ -27,16 +27,20 @@ def people(harness):
 
 
 @pytest.fixture
-def source_id(people, sales_db):
+def source_id(people, sales_db, pg_reader):
+    """A data source on the sales database, logged in as the session's read-only role."""
     body = {
         "name": "Sales",
         "kind": "postgresql",
         "host": "127.0.0.1",
         "port": 5432,
         "database": sales_db,
-        "username": "postgres",
+        "username": pg_reader.username,
+        "password": pg_reader.password,
     }
-    return people["admin"].post("/api/data-sources", json=body).get_json()["id"]
+    response = people["admin"].post("/api/data-sources", json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
 
 
 def entity_body(source_id: str, **overrides) -> dict:

@@ -186,13 +186,13 @@ def mysql_login(mysql_reader):
 
     def make(privileges: str) -> str:
         name = f"biapp_t_{os.getpid()}_{uuid.uuid4().hex[:4]}"
+        made.append(name)  # before the grants: a failed one must not leave the user behind
         with mysql_admin() as conn, conn.cursor() as cursor:
             for host in ("%", "localhost"):
                 escaped = host.replace("%", "%%")  # PyMySQL formats statements that have arguments
                 cursor.execute(f"CREATE USER '{name}'@'{escaped}' IDENTIFIED BY %s", (ROLE_PASSWORD,))
                 cursor.execute(f"GRANT SELECT ON `{mysql_reader.database}`.* TO '{name}'@'{host}'")
                 cursor.execute(f"GRANT {privileges} ON *.* TO '{name}'@'{host}'")
-        made.append(name)
         return name
 
     yield make

@@ -26,22 +26,29 @@ def admin(harness):
     return harness.create_user("admin@example.com", role="admin")
 
 
-def source_body(database: str, **overrides) -> dict:
-    body = {
-        "name": "Sales",
-        "kind": "postgresql",
-        "host": "127.0.0.1",
-        "port": 5432,
-        "database": database,
-        "username": "postgres",
-        "password": PASSWORD,
-        "options": {"sslmode": "disable"},
-    }
-    body.update(overrides)
-    return body
+@pytest.fixture
+def source_body(pg_reader):
+    """The body of a data source reading `database` as the session's reader login."""
+
+    def build(database: str, **overrides) -> dict:
+        body = {
+            "name": "Sales",
+            "kind": "postgresql",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "database": database,
+            "username": pg_reader.username,
+            # Trust auth ignores it; what matters here is that it never comes back out.
+            "password": PASSWORD,
+            "options": {"sslmode": "disable"},
+        }
+        body.update(overrides)
+        return body
+
+    return build
 
 
-def test_the_password_is_never_returned_and_not_stored_in_plaintext(harness, admin, sales_db, caplog):
+def test_the_password_is_never_returned_and_not_stored_in_plaintext(harness, admin, sales_db, source_body, caplog):
     caplog.set_level(logging.DEBUG)
     created = admin.post("/api/data-sources", json=source_body(sales_db))
     assert created.status_code == 201
@@ -64,7 +71,7 @@ def test_the_password_is_never_returned_and_not_stored_in_plaintext(harness, adm
     assert stored and PASSWORD not in stored and stored.startswith("gAAAA")  # a Fernet token
 
 
-def test_a_put_without_password_keeps_it_and_an_empty_one_clears_it(harness, admin, sales_db):
+def test_a_put_without_password_keeps_it_and_an_empty_one_clears_it(harness, admin, sales_db, source_body):
     source_id = admin.post("/api/data-sources", json=source_body(sales_db)).get_json()["id"]
     body = source_body(sales_db)
     del body["password"]
@@ -74,7 +81,7 @@ def test_a_put_without_password_keeps_it_and_an_empty_one_clears_it(harness, adm
     )
 
 
-def test_connection_test_succeeds_and_explains_failures(admin, sales_db):
+def test_connection_test_succeeds_and_explains_failures(admin, sales_db, source_body):
     good = admin.post("/api/data-sources", json=source_body(sales_db)).get_json()
     assert admin.post(f"/api/data-sources/{good['id']}/test").get_json()["ok"] is True
 
@@ -87,7 +94,7 @@ def test_connection_test_succeeds_and_explains_failures(admin, sales_db):
     assert result["ok"] is False and "does not exist" in result["reason"]
 
 
-def test_tables_and_columns_are_introspected(admin, sales_db):
+def test_tables_and_columns_are_introspected(admin, sales_db, source_body):
     source = admin.post("/api/data-sources", json=source_body(sales_db)).get_json()
     tables = admin.get(f"/api/data-sources/{source['id']}/tables").get_json()["items"]
     assert {"name": "sales.orders", "kind": "table"} in tables
@@ -105,6 +112,6 @@ def test_tables_and_columns_are_introspected(admin, sales_db):
     assert admin.get(f"/api/data-sources/{source['id']}/tables/sales.nope/columns").status_code == 404
 
 
-def test_options_that_could_read_files_are_refused(admin, sales_db):
+def test_options_that_could_read_files_are_refused(admin, sales_db, source_body):
     response = admin.post("/api/data-sources", json=source_body(sales_db, options={"sslrootcert": "/etc/passwd"}))
     assert response.status_code == 422 and "options" in response.get_json()["errors"]

@@ -54,10 +54,10 @@ def _rendered_messages(amqp_url) -> int:
 
 
 def test_three_racing_dispatchers_create_exactly_one_execution_per_due_report(
-    make_ctx, pg_url, pg_session_factory, settings, amqp
+    make_ctx, pg_data_database, pg_session_factory, settings, amqp
 ):
     now = datetime.now(UTC).replace(microsecond=0)
-    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings)
     with transaction(pg_session_factory) as session:
         due = [add_report(session, owner, query, now=now, name=f"due {i}") for i in range(60)]
         for i, report in enumerate(due):
@@ -100,9 +100,9 @@ def test_three_racing_dispatchers_create_exactly_one_execution_per_due_report(
     assert len(_executions(pg_session_factory)) == 60
 
 
-def test_report_overdue_by_days_runs_once_recorded_late(make_ctx, pg_url, pg_session_factory, settings, amqp):
+def test_report_overdue_by_days_runs_once_recorded_late(make_ctx, pg_data_database, pg_session_factory, settings, amqp):
     now = datetime(2024, 6, 12, 10, 30, tzinfo=UTC)
-    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings)
     with transaction(pg_session_factory) as session:
         report = add_report(session, owner, query, now=now)
         report.next_run_at = datetime(2024, 6, 10, 9, 0, tzinfo=UTC)  # the scheduler was down two days
@@ -124,10 +124,10 @@ def test_report_overdue_by_days_runs_once_recorded_late(make_ctx, pg_url, pg_ses
 
 
 def test_a_run_due_within_the_next_tick_is_published_with_a_delay_and_not_late(
-    make_ctx, pg_url, pg_session_factory, settings, amqp
+    make_ctx, pg_data_database, pg_session_factory, settings, amqp
 ):
     now = datetime(2024, 6, 12, 8, 59, 20, tzinfo=UTC)
-    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings)
     with transaction(pg_session_factory) as session:
         add_report(session, owner, query, now=now)
 
@@ -140,9 +140,9 @@ def test_a_run_due_within_the_next_tick_is_published_with_a_delay_and_not_late(
     assert queue_depth(amqp, f"{QUEUE_RENDERER}.DQ") == 1
 
 
-def test_paused_reports_and_manual_runs_are_left_alone(make_ctx, pg_url, pg_session_factory, settings, amqp):
+def test_paused_reports_and_manual_runs_are_left_alone(make_ctx, pg_data_database, pg_session_factory, settings, amqp):
     now = datetime(2024, 6, 12, 10, 0, tzinfo=UTC)
-    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings)
     with transaction(pg_session_factory) as session:
         paused = add_report(session, owner, query, now=now, is_active=False)
         assert paused.next_run_at is None

@@ -59,9 +59,9 @@ def workers(env, tmp_path):
 
 
 def test_metrics_expose_http_executions_render_delivery_lag_and_queue_series_after_one_run(
-    settings, make_ctx, pg_url, pg_session_factory, smtp_server, workers, amqp
+    settings, make_ctx, pg_data_database, pg_session_factory, smtp_server, workers, amqp
 ):
-    owner, query = seed_query(pg_session_factory, pg_url, settings, sql="select 1 as one", smtp=smtp_server)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings, sql="select 1 as one", smtp=smtp_server)
     with transaction(pg_session_factory) as session:
         report = add_report(session, owner, query, now=datetime.now(UTC))
         report.next_run_at = datetime.now(UTC) - timedelta(seconds=5)

@@ -15,7 +15,7 @@ from services.api.app import create_app
 from shared.db import transaction
 from shared.messaging import BrokerPublisher, build_broker
 from shared.models import Artifact, Delivery, EmailConfig, ReportExecution
-from tests.integration.seeding import source_on_test_database
+from tests.integration.seeding import source_on_data_database
 from tests.support import ApiClient, Process, base_env, make_settings, wait_until
 
 PASSWORD = "correct horse battery"
@@ -38,17 +38,17 @@ def workers(env, tmp_path):
 
 
 @pytest.fixture
-def system(env, pg_url, pg_session_factory, smtp_server):
+def system(env, pg_data_database, pg_session_factory, smtp_server):
     """The API on PostgreSQL with a real RabbitMQ publisher, an admin, sales data and SMTP settings."""
     settings = make_settings(**env)
     broker = build_broker(settings)
     app = create_app(settings, publisher=BrokerPublisher(broker), session_factory=pg_session_factory)
+    pg_data_database.execute(
+        "drop table if exists skeleton_sales",
+        "create table skeleton_sales (region text, revenue numeric(12,2))",
+        "insert into skeleton_sales values ('EMEA', 1200.50), ('APAC', 990.00), ('=cmd|calc', 1.00)",
+    )
     with transaction(pg_session_factory) as session:
-        session.execute(sa.text("drop table if exists skeleton_sales"))
-        session.execute(sa.text("create table skeleton_sales (region text, revenue numeric(12,2))"))
-        session.execute(
-            sa.text("insert into skeleton_sales values ('EMEA', 1200.50), ('APAC', 990.00), ('=cmd|calc', 1.00)")
-        )
         from shared import users
 
         users.create_user(session, email="ana@example.com", password=PASSWORD, role="admin")
@@ -63,7 +63,7 @@ def system(env, pg_url, pg_session_factory, smtp_server):
                 from_name="Reports",
             )
         )
-        source = source_on_test_database(pg_url, settings, name="Test DB")
+        source = source_on_data_database(pg_data_database, settings, name="Sales DB")
         session.add(source)
         session.flush()
         source_id = str(source.id)

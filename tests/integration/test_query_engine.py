@@ -21,7 +21,7 @@ from shared.models import Dashboard, DashboardWidget, DataSource, SavedQuery, Se
 from shared.query.engine import open_stream
 from shared.query.sources import SourceEngines
 from shared.security.crypto import SecretBox
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN, PgReader
 from tests.integration import test_query_sales_db as query_fixtures
 from tests.integration.test_query_sales_db import HOSTILE_CUSTOMERS, count_orders, sales_rows
 from tests.support import make_settings
@@ -57,7 +57,7 @@ def current_rss_mb() -> float:
 
 
 class Catalog:
-    def __init__(self, factory, settings, sales_db_name):
+    def __init__(self, factory, settings, sales_db_name, reader: PgReader):
         self.factory = factory
         self.settings = settings
         self.engines = SourceEngines(settings, SecretBox(settings.fernet_keys))
@@ -69,7 +69,8 @@ class Catalog:
                 host="127.0.0.1",
                 port=5432,
                 database=sales_db_name,
-                username="postgres",
+                username=reader.username,
+                password_encrypted=self.engines.secrets.encrypt(reader.password),
                 options={},
                 owner_id=owner.id,
             )
@@ -105,9 +106,9 @@ class Catalog:
 
 
 @pytest.fixture
-def catalog(pg_url, pg_session_factory, sales_db):
+def catalog(pg_url, pg_session_factory, sales_db, pg_reader):
     settings = make_settings(BIAPP_DATABASE_URL=pg_url, BIAPP_QUERY_TIMEOUT_S="2")
-    catalog = Catalog(pg_session_factory, settings, sales_db)
+    catalog = Catalog(pg_session_factory, settings, sales_db, pg_reader)
     yield catalog
     catalog.engines.dispose()
 
@@ -239,8 +240,10 @@ def test_raw_sql_that_is_not_one_select_is_refused(catalog, sales_db, sql):
 
 
 def test_a_select_that_writes_through_a_function_is_stopped_by_the_read_only_transaction(catalog, sales_db):
-    with pytest.raises(QueryRejectedError, match="read-only"):
+    with pytest.raises(QueryRejectedError, match=r"sales\.bump\(\) is not allowed"):
         catalog.run(catalog.sql("select sales.bump()"))
+    with pytest.raises(QueryRejectedError, match="read-only"):
+        catalog.run(catalog.sql("select n from sales.bumped"))
     with psycopg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{sales_db}") as conn:
         assert conn.execute("select count(*) from sales.audit").fetchone()[0] == 0
 

@@ -1,13 +1,13 @@
 """MySQL/MariaDB data sources on a real server, through the same API and query engine as PostgreSQL.
 
-The source logs in as a SELECT-only MariaDB user whose password (quotes, umlaut, CJK)
-is stored encrypted; the seeded `orders` table mirrors the PostgreSQL sales fixture.
+The source logs in as the session's SELECT-only MariaDB user (`mysql_reader`: no FILE, no SUPER)
+whose password (quotes, umlaut, CJK) is stored encrypted; root only sets up and checks. The seeded
+`orders` table mirrors the PostgreSQL sales fixture.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,15 +21,14 @@ from shared.models import DataSource, SavedQuery
 from shared.query.engine import open_stream
 from shared.query.sources import SourceEngines
 from shared.security.crypto import SecretBox
-from tests.conftest import MYSQL_HOST, MYSQL_PORT, build_harness, mysql_admin
+from tests.conftest import MYSQL_READER_PASSWORD, MySqlReader, build_harness, mysql_admin
 from tests.integration.test_catalog_api import create_entity, create_query, entity_body
 from tests.integration.test_query_engine import DIMENSIONS, MEASURES, NOW, TOKYO, current_rss_mb
 from tests.integration.test_query_sales_db import sales_rows
 from tests.support import free_port
 
-PASSWORD = "s3cr3t-Pässword'; -- 東京"
+PASSWORD = MYSQL_READER_PASSWORD
 WRONG_PASSWORD = "wr0ng-Pässword'; --"
-READER = f"biapp_ro_{os.getpid()}"
 MYSQL_DIMENSIONS = [*DIMENSIONS, {"name": "shipped", "column": "shipped_at", "type": "datetime"}]
 
 
@@ -39,8 +38,8 @@ def shipped(row: tuple) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def mysql_db(mysql_url):
-    """Name of a MariaDB database with table `orders`, view `paid_orders` and a SELECT-only user READER."""
+def mysql_db(mysql_url, mysql_reader):
+    """Name of a MariaDB database with table `orders` and view `paid_orders`, readable by `mysql_reader`."""
     name = sa.engine.make_url(mysql_url).database
     with mysql_admin(name) as conn, conn.cursor() as cursor:
         cursor.execute("SET time_zone = '+00:00'")
@@ -55,12 +54,7 @@ def mysql_db(mysql_url):
             [(*r[:6], r[6].replace(tzinfo=None), r[7], shipped(r).replace(tzinfo=None)) for r in sales_rows()],
         )
         cursor.execute("CREATE VIEW paid_orders AS SELECT id, amount FROM orders WHERE paid")
-        cursor.execute(f"DROP USER IF EXISTS '{READER}'@'%'")
-        cursor.execute(f"CREATE USER '{READER}'@'%%' IDENTIFIED BY %s", (PASSWORD,))
-        cursor.execute(f"GRANT SELECT ON `{name}`.* TO '{READER}'@'%'")
-    yield name
-    with mysql_admin() as conn, conn.cursor() as cursor:
-        cursor.execute(f"DROP USER IF EXISTS '{READER}'@'%'")
+    return name
 
 
 def count_orders(database: str) -> int:
@@ -69,15 +63,15 @@ def count_orders(database: str) -> int:
         return cursor.fetchone()[0]
 
 
-def source_body(database: str, **overrides) -> dict:
+def source_body(reader: MySqlReader, **overrides) -> dict:
     body = {
         "name": "Shop (MariaDB)",
         "kind": "mysql",
-        "host": MYSQL_HOST,
-        "port": MYSQL_PORT,
-        "database": database,
-        "username": READER,
-        "password": PASSWORD,
+        "host": reader.host,
+        "port": reader.port,
+        "database": reader.database,
+        "username": reader.username,
+        "password": reader.password,
         "options": {"charset": "utf8mb4"},
     }
     body.update(overrides)
@@ -108,8 +102,8 @@ def alice(harness):
 
 
 @pytest.fixture
-def source_id(admin, mysql_db):
-    response = admin.post("/api/data-sources", json=source_body(mysql_db))
+def source_id(admin, mysql_db, mysql_reader):
+    response = admin.post("/api/data-sources", json=source_body(mysql_reader))
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
 
@@ -149,11 +143,11 @@ def raw_query(harness, source_id, sql: str) -> SavedQuery:
 # --- data sources ---------------------------------------------------------------------------
 
 
-def test_a_mysql_source_stores_its_password_encrypted_and_tests_its_connection(harness, admin, mysql_db):
-    created = admin.post("/api/data-sources", json=source_body(mysql_db))
+def test_a_mysql_source_stores_its_password_encrypted_and_tests_its_connection(harness, admin, mysql_db, mysql_reader):
+    created = admin.post("/api/data-sources", json=source_body(mysql_reader))
     assert created.status_code == 201, created.get_json()
     source_id = created.get_json()["id"]
-    assert created.get_json()["has_password"] is True and created.get_json()["port"] == MYSQL_PORT
+    assert created.get_json()["has_password"] is True and created.get_json()["port"] == mysql_reader.port
     tested = admin.post(f"/api/data-sources/{source_id}/test")
     assert tested.get_json()["ok"] is True, tested.get_json()
     for response in (created, tested, admin.get(f"/api/data-sources/{source_id}"), admin.get("/api/data-sources")):
@@ -162,14 +156,14 @@ def test_a_mysql_source_stores_its_password_encrypted_and_tests_its_connection(h
         stored = session.execute(sa.select(DataSource.password_encrypted)).scalar_one()
     assert stored.startswith("gAAAA") and PASSWORD not in stored  # a Fernet token
 
-    wrong = admin.post("/api/data-sources", json=source_body(mysql_db, name="Wrong", password=WRONG_PASSWORD))
+    wrong = admin.post("/api/data-sources", json=source_body(mysql_reader, name="Wrong", password=WRONG_PASSWORD))
     failed = admin.post(f"/api/data-sources/{wrong.get_json()['id']}/test")
     assert failed.status_code == 200
     assert failed.get_json()["ok"] is False
     assert failed.get_json()["reason"] == "the user name or password was refused"
     assert WRONG_PASSWORD not in failed.get_data(as_text=True) and PASSWORD not in failed.get_data(as_text=True)
 
-    closed = admin.post("/api/data-sources", json=source_body(mysql_db, name="Closed", port=free_port()))
+    closed = admin.post("/api/data-sources", json=source_body(mysql_reader, name="Closed", port=free_port()))
     result = admin.post(f"/api/data-sources/{closed.get_json()['id']}/test").get_json()
     assert result["ok"] is False and "refused" in result["reason"]
 
@@ -354,10 +348,10 @@ def test_the_row_cap_sets_truncated_and_the_pool_recovers(harness, engines, alic
 
 
 @pytest.mark.timeout(20)  # SLEEP(60) left running would end the test here: the query must be cut
-def test_a_slow_query_is_cut_by_the_timeout_with_a_clear_error(pg_url, tmp_path, mysql_db):
+def test_a_slow_query_is_cut_by_the_timeout_with_a_clear_error(pg_url, tmp_path, mysql_db, mysql_reader):
     slow = build_harness(pg_url, tmp_path, BIAPP_QUERY_TIMEOUT_S="1")
     admin = slow.create_user("admin@example.com", role="admin")
-    source_id = admin.post("/api/data-sources", json=source_body(mysql_db)).get_json()["id"]
+    source_id = admin.post("/api/data-sources", json=source_body(mysql_reader)).get_json()["id"]
     query = admin.post(
         "/api/saved-queries", json={"name": "slow", "data_source_id": source_id, "sql": "SELECT SLEEP(60) AS slept"}
     ).get_json()

@@ -1,16 +1,18 @@
-"""A seeded sales database on the test PostgreSQL server, used as a data source."""
+"""A seeded sales database on the test PostgreSQL server, used as a data source.
+
+It is a database of its own (never the application's), read by the session's `pg_reader` login;
+the admin login creates and seeds it.
+"""
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN, require
+from tests.conftest import create_data_database, drop_pg_database, pg_admin_dsn
 
 REGIONS = ("EMEA", "APAC", "LATAM", "North America")
 HOSTILE_CUSTOMERS = ("O'Brien", "x'; DROP TABLE sales.orders; --", "100%", "under_score", "Zürich 東京 🚀")
@@ -39,16 +41,10 @@ def sales_rows() -> list[tuple]:
 
 
 @pytest.fixture(scope="session")
-def sales_db():
-    """Database name of a PostgreSQL database with schema `sales` and table `orders`."""
-    name = f"biapp_sales_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    try:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        require("PostgreSQL", exc)
-    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
+def sales_db(pg_reader):
+    """Database name of a PostgreSQL database with schema `sales` and table `orders`, readable by `pg_reader`."""
+    name = create_data_database("biapp_sales", pg_reader.username)
+    with psycopg.connect(pg_admin_dsn(name), autocommit=True) as conn:
         conn.execute("CREATE SCHEMA sales")
         conn.execute(
             "CREATE TABLE sales.orders (id integer primary key, region text, customer text not null,"
@@ -57,19 +53,21 @@ def sales_db():
         )
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO sales.orders VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", sales_rows())
-        # A function that writes: the guard cannot know, the READ ONLY transaction must stop it.
+        # A function that writes, behind a view: the guard refuses the function by name but cannot see
+        # into the view; the READ ONLY transaction must stop it (the reader may even INSERT otherwise).
         conn.execute("CREATE TABLE sales.audit (at timestamptz default now())")
         conn.execute(
             "CREATE FUNCTION sales.bump() RETURNS int LANGUAGE sql AS"
             " $$ INSERT INTO sales.audit DEFAULT VALUES RETURNING 1 $$"
         )
+        conn.execute("CREATE VIEW sales.bumped AS SELECT sales.bump() AS n")
+        conn.execute(f'GRANT INSERT ON sales.audit TO "{pg_reader.username}"')
     yield name
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(name)
 
 
 def sales_dsn(name: str) -> str:
-    return PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    return pg_admin_dsn(name)
 
 
 def count_orders(name: str) -> int:

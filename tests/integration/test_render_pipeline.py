@@ -20,7 +20,8 @@ from shared import runs, users
 from shared.db import transaction
 from shared.messaging import BrokerPublisher, build_broker
 from shared.models import ReportExecution, SavedQuery, ScheduledReport
-from tests.integration.seeding import source_on_test_database
+from tests.conftest import PgDataDatabase
+from tests.integration.seeding import source_on_data_database
 from tests.support import ApiClient, Process, base_env, make_settings, wait_until
 
 PASSWORD = "correct horse battery"
@@ -87,9 +88,9 @@ def renderer(env, tmp_path):
     process.stop()
 
 
-def seed(session, pg_url: str) -> tuple[ScheduledReport, ScheduledReport, users.User]:
+def seed(session, data: PgDataDatabase) -> tuple[ScheduledReport, ScheduledReport, users.User]:
     owner = users.create_user(session, email="ana@example.com", password=PASSWORD, role="analyst")
-    source = source_on_test_database(pg_url, name="This database", owner_id=owner.id)
+    source = source_on_data_database(data, name="Data database", owner_id=owner.id)
     session.add(source)
     session.flush()
     reports = []
@@ -136,9 +137,11 @@ def render_and_wait(settings, session_factory, report, owner, renderer) -> Repor
     return done
 
 
-def test_a_big_report_streams_through_the_renderer_with_flat_memory(env, pg_url, pg_session_factory, renderer):
+def test_a_big_report_streams_through_the_renderer_with_flat_memory(
+    env, pg_data_database, pg_session_factory, renderer
+):
     with transaction(pg_session_factory) as session:
-        small, big, owner = seed(session, pg_url)
+        small, big, owner = seed(session, pg_data_database)
     settings = make_settings(**env)
 
     render_and_wait(settings, pg_session_factory, small, owner, renderer)

@@ -58,8 +58,8 @@ def status(factory, execution_id) -> ReportExecution:
 
 
 @pytest.fixture
-def report_id(pg_url, pg_session_factory, settings, smtp_server):
-    owner, query = seed_query(pg_session_factory, pg_url, settings, sql=SLOW_SQL, smtp=smtp_server)
+def report_id(pg_data_database, pg_session_factory, settings, smtp_server):
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings, sql=SLOW_SQL, smtp=smtp_server)
     with transaction(pg_session_factory) as session:
         return add_report(session, owner, query, now=datetime.now(UTC)).id
 

@@ -29,8 +29,8 @@ TERMINAL = ("success", "partial", "failed", "skipped")
 
 
 @pytest.fixture
-def report_id(pg_url, pg_session_factory, settings, smtp_server):
-    owner, query = seed_query(pg_session_factory, pg_url, settings, smtp=smtp_server)
+def report_id(pg_data_database, pg_session_factory, settings, smtp_server):
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings, smtp=smtp_server)
     with transaction(pg_session_factory) as session:
         return add_report(session, owner, query, now=datetime.now(UTC)).id
 

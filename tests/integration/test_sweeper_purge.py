@@ -50,9 +50,11 @@ def _run_with_file(factory, store, report_id, *, finished, expires, status="succ
         return execution.id, artifact.id
 
 
-def test_purge_removes_expired_files_and_history_past_retention(make_ctx, pg_url, pg_session_factory, settings, amqp):
+def test_purge_removes_expired_files_and_history_past_retention(
+    make_ctx, pg_data_database, pg_session_factory, settings, amqp
+):
     ctx = make_ctx()
-    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings)
     with transaction(pg_session_factory) as session:
         report_id = add_report(session, owner, query, now=NOW).id
     history = timedelta(days=settings.execution_retention_days)
@@ -88,9 +90,9 @@ def test_purge_removes_expired_files_and_history_past_retention(make_ctx, pg_url
         assert session.get(ReportExecution, recent) is not None
 
 
-def test_purge_never_removes_unfinished_runs(make_ctx, pg_url, pg_session_factory, settings, amqp):
+def test_purge_never_removes_unfinished_runs(make_ctx, pg_data_database, pg_session_factory, settings, amqp):
     ctx = make_ctx()
-    owner, query = seed_query(pg_session_factory, pg_url, settings)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings)
     with transaction(pg_session_factory) as session:
         report_id = add_report(session, owner, query, now=NOW).id
     old = NOW - timedelta(days=settings.execution_retention_days + 30)

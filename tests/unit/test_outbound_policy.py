@@ -10,7 +10,16 @@ from shared.errors import OutboundRefusedError
 from shared.outbound import OutboundPolicy, parse_entry
 from tests.support import make_settings
 
-LOOPBACK_SPELLINGS = ["127.0.0.1", "localhost", "127.1", "2130706433", "0x7f000001", "::1", "::ffff:127.0.0.1", "0.0.0.0"]
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1",
+    "localhost",
+    "127.1",
+    "2130706433",
+    "0x7f000001",
+    "::1",
+    "::ffff:127.0.0.1",
+    "0.0.0.0",
+]
 INTERNAL = ["169.254.169.254", "10.1.2.3", "172.16.0.9", "192.168.1.1", "100.64.0.1", "fd00::1", "fe80::1", "224.0.0.1"]
 
 

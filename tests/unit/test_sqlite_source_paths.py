@@ -88,4 +88,3 @@ def test_a_stored_path_with_a_uri_trick_never_opens(api, admin, sales_file):
         source = DataSource(name="old", kind="sqlite", path="sales.db?mode=rw", options={})
         session.add(source)
     assert admin.post(f"/api/data-sources/{source.id}/test").status_code == 422
-
