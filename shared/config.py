@@ -60,6 +60,8 @@ class Settings:
     previews_per_user: int = 2
     previews_per_process: int = 16
     connection_test_rate_limit: str = "10 per minute"
+    lease_ttl_s: int = 30
+    mail_retry_window_s: int = 3600
 
     @property
     def outbound_policy(self) -> OutboundPolicy:
@@ -225,6 +227,8 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_PREVIEWS_PER_USER": ("previews_per_user", _int(1, 50), False),
     "BIAPP_PREVIEWS_PER_PROCESS": ("previews_per_process", _int(1, 1000), False),
     "BIAPP_CONNECTION_TEST_RATE_LIMIT": ("connection_test_rate_limit", _rate, False),
+    "BIAPP_LEASE_TTL_S": ("lease_ttl_s", _int(3, 600), False),
+    "BIAPP_MAIL_RETRY_WINDOW_S": ("mail_retry_window_s", _int(60, 7 * 86400), False),
 }
 
 SETTING_NAMES = tuple(_SPEC)

@@ -21,16 +21,35 @@ QUEUE_SCHEDULER = "biapp.scheduler"
 QUEUE_RENDERER = "biapp.renderer"
 QUEUE_MAILER = "biapp.mailer"
 
+# Actor names: the only spelling of each, used by the services that register them and by the
+# parts that publish to them.
+DISPATCH_DUE_REPORTS = "dispatch_due_reports"
+DISPATCH_DUE_ALERTS = "dispatch_due_alerts"
+SWEEP_STUCK_EXECUTIONS = "sweep_stuck_executions"
+PURGE_EXPIRED = "purge_expired"
+RENDER_REPORT = "render_report"
+EVALUATE_ALERT = "evaluate_alert"
+DELIVER_REPORT = "deliver_report"
+DELIVER_ALERT = "deliver_alert"
+
 # actor name -> queue; every actor in every service is listed here.
 ACTOR_QUEUES: dict[str, str] = {
-    "dispatch_due_reports": QUEUE_SCHEDULER,
-    "sweep_stuck_executions": QUEUE_SCHEDULER,
-    "purge_expired": QUEUE_SCHEDULER,
-    "dispatch_due_alerts": QUEUE_SCHEDULER,
-    "render_report": QUEUE_RENDERER,
-    "evaluate_alert": QUEUE_RENDERER,
-    "deliver_report": QUEUE_MAILER,
-    "deliver_alert": QUEUE_MAILER,
+    DISPATCH_DUE_REPORTS: QUEUE_SCHEDULER,
+    SWEEP_STUCK_EXECUTIONS: QUEUE_SCHEDULER,
+    PURGE_EXPIRED: QUEUE_SCHEDULER,
+    DISPATCH_DUE_ALERTS: QUEUE_SCHEDULER,
+    RENDER_REPORT: QUEUE_RENDERER,
+    EVALUATE_ALERT: QUEUE_RENDERER,
+    DELIVER_REPORT: QUEUE_MAILER,
+    DELIVER_ALERT: QUEUE_MAILER,
+}
+
+# What recovers a message whose publish failed after its commit, by actor: said in the log line.
+RECOVERED_BY: dict[str, str] = {
+    RENDER_REPORT: "the sweeper re-enqueues runs left queued",
+    DELIVER_REPORT: "the sweeper re-sends runs left rendered or sending",
+    EVALUATE_ALERT: "the next alert tick re-enqueues events left pending",
+    DELIVER_ALERT: "the next alert tick re-enqueues deliveries left pending",
 }
 
 log = logging.getLogger(__name__)
@@ -65,6 +84,27 @@ class BrokerPublisher:
         sent = self.broker.enqueue(message, delay=delay_ms)
         log.debug("published %s to %s", actor_name, queue, extra={"message_id": sent.message_id})
         return sent.message_id
+
+
+def publish_after_commit(
+    publisher: Publisher, actor_name: str, object_id: object, *, delay_ms: int | None = None
+) -> bool:
+    """Send one message for work that is already committed; False (and a log line) when the broker refused.
+
+    A lost publish is never fatal: the database still says the work is waiting, and RECOVERED_BY
+    names what picks it up. So callers never roll back or raise because of it.
+    """
+    try:
+        publisher.send(actor_name, str(object_id), delay_ms=delay_ms)
+        return True
+    except Exception:
+        log.exception(
+            "publishing %s failed; %s",
+            actor_name,
+            RECOVERED_BY.get(actor_name, "the next tick retries"),
+            extra={"object_id": str(object_id)},
+        )
+        return False
 
 
 class RecordingPublisher:

@@ -8,8 +8,9 @@ from dramatiq.middleware import TimeLimitExceeded
 from services.mailer.alert_mail import RetryAlertDelivery, deliver_event
 from services.mailer.deliver import RetryDelivery, deliver_execution
 from services.mailer.transport import SmtplibTransport, Transport
+from shared import outages
 from shared.context import WorkerContext
-from shared.messaging import QUEUE_MAILER
+from shared.messaging import DELIVER_ALERT, DELIVER_REPORT, QUEUE_MAILER
 
 
 def register(
@@ -21,17 +22,17 @@ def register(
     def deliver_report(execution_id: str) -> None:
         deliver_execution(ctx, smtp, execution_id)
 
-    def retry_when(retries: int, exc: BaseException) -> bool:
-        # Only "some recipients are still pending" (or a send cut off by the time limit) is worth
-        # another go; the ledger makes the retry send to those recipients only.
-        return isinstance(exc, RetryDelivery | TimeLimitExceeded) and retries < settings.mail_max_retries
+    # "Some recipients are still pending" (or a send cut off by the time limit) is worth another go;
+    # the ledger makes the retry send to those recipients only, and BIAPP_MAIL_RETRY_WINDOW_S (checked
+    # by the delivery itself) decides when to give up, so the count here is only a backstop.
+    retry_when = outages.retry_when((RetryDelivery, TimeLimitExceeded), outages.OUTAGE_RETRIES)
 
     actor = dramatiq.actor(
         deliver_report,
         broker=broker,
-        actor_name="deliver_report",
+        actor_name=DELIVER_REPORT,
         queue_name=QUEUE_MAILER,
-        max_retries=settings.mail_max_retries,
+        max_retries=outages.OUTAGE_RETRIES,
         min_backoff=5_000,
         max_backoff=settings.max_backoff_s * 1000,
         time_limit=settings.mail_time_limit_s * 1000,
@@ -44,12 +45,12 @@ def register(
     alert_actor = dramatiq.actor(
         deliver_alert,
         broker=broker,
-        actor_name="deliver_alert",
+        actor_name=DELIVER_ALERT,
         queue_name=QUEUE_MAILER,
-        max_retries=settings.mail_max_retries,
+        max_retries=outages.OUTAGE_RETRIES,
         min_backoff=5_000,
         max_backoff=settings.max_backoff_s * 1000,
         time_limit=settings.mail_time_limit_s * 1000,
-        retry_when=lambda retries, exc: isinstance(exc, RetryAlertDelivery) and retries < settings.mail_max_retries,
+        retry_when=outages.retry_when((RetryAlertDelivery,), settings.mail_max_retries),
     )
-    return {"deliver_report": actor, "deliver_alert": alert_actor}
+    return {DELIVER_REPORT: actor, DELIVER_ALERT: alert_actor}

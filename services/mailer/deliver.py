@@ -6,22 +6,25 @@ after the server accepted it. Transient failures (connection, timeout, 4xx) leav
 the row `pending` for a retry with backoff; permanent ones (5xx for a recipient)
 mark it `failed`; authentication, TLS and a refused sender fail every row at once.
 
-A lease on the execution keeps two workers from sending the same run at once; it
-is renewed with every recorded recipient, so a worker that died loses it within
-`lease_seconds()`. A message that finds the lease held elsewhere re-publishes
-itself for when the lease ends instead of being lost.
+A lease on the execution (shared/executions/leases.py) keeps two workers from
+sending the same run at once; a heartbeat renews it, so a worker that died loses it
+within BIAPP_LEASE_TTL_S. A message that finds the lease held elsewhere re-publishes
+itself for when the lease ends instead of being lost. Transient failures are retried
+with capped backoff for BIAPP_MAIL_RETRY_WINDOW_S after the first attempt.
 
-Crash semantics: a worker killed between the server's `250` and the ledger
-commit leaves that one recipient `pending`, so it gets a second copy when the
-run resumes — at most one message per crash, carrying the same Message-ID as the
-first (mail clients that de-duplicate by Message-ID show it once). Every other
-recipient gets exactly one copy.
+Crash semantics: when the server accepted a copy but the ledger write fails (the
+database is away), the worker keeps its lease and retries the write, and never
+sends that copy again. The one window left: a worker killed between the server's
+`250` and the ledger commit leaves that one recipient `pending`, so it gets a second
+copy when the run resumes — at most one message per crash, carrying the same
+Message-ID as the first (mail clients that de-duplicate by Message-ID show it once).
+Every other recipient gets exactly one copy.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,8 +46,10 @@ from shared import email_configs, executions, links
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import PermanentError
-from shared.metrics import DELIVERIES, EXECUTIONS
+from shared.messaging import DELIVER_REPORT, publish_after_commit
+from shared.metrics import DELIVERIES
 from shared.models import Artifact, Delivery, EmailConfig, ReportExecution, ScheduledReport
+from shared.outages import is_database_outage
 from shared.templates import template_context
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,10 @@ class RetryDelivery(Exception):
     """Some recipients hit a transient failure; Dramatiq retries the message with backoff."""
 
 
+# How long an accepted copy's record is retried before the worker gives up (and crashes loudly).
+RECORD_PATIENCE_S = 600
+
+
 @dataclass(frozen=True)
 class Outgoing:
     smtp: SmtpSettings
@@ -61,98 +70,15 @@ class Outgoing:
     mail: PreparedMail
 
 
-def lease_seconds(ctx: WorkerContext) -> int:
-    # A live worker renews every third of this; a dead one's lease runs out this long after its last renewal.
-    return max(10, ctx.settings.smtp_timeout_s)
-
-
-class LeaseKeeper:
-    """Renews the lease from a background thread while this process is alive, so a slow send
-    never loses it and a killed worker's run can be resumed within `lease_seconds()`."""
-
-    def __init__(self, ctx: WorkerContext, execution_id: uuid.UUID):
-        self.ctx = ctx
-        self.execution_id = execution_id
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{execution_id}", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        interval = lease_seconds(self.ctx) / 3
-        while not self._stop.wait(interval):
-            try:
-                with transaction(self.ctx.session_factory) as session:
-                    if not _renew(session, self.ctx, self.execution_id):
-                        self.lost = True
-                        return
-            except Exception:  # a database blip: the next beat tries again
-                log.warning("could not renew the delivery lease", exc_info=True)
-
-
-def _insert_deliveries(session, execution: ReportExecution) -> None:
-    existing = set(
-        session.execute(sa.select(Delivery.recipient).where(Delivery.execution_id == execution.id)).scalars()
-    )
-    for planned in execution.recipients:
-        if planned["address"] not in existing:
-            session.add(Delivery(execution_id=execution.id, recipient=planned["address"], kind=planned["kind"]))
-
-
-def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> tuple[str, float]:
-    """rendered -> sending (first time) and take the lease: ('ours'|'busy'|'done', seconds the lease has left)."""
-    now = ctx.clock.now()
+def _claim(ctx: WorkerContext, execution_id: uuid.UUID, worker: str) -> executions.Claim:
+    """rendered -> sending (first time) or resume, under our lease; the ledger rows are made on first claim."""
     with transaction(ctx.session_factory) as session:
-        executions.move(session, execution_id, expected="rendered", target="sending", now=now)
-        taken = session.execute(
-            sa.update(ReportExecution)
-            .where(
-                ReportExecution.id == execution_id,
-                ReportExecution.status == "sending",
-                sa.or_(
-                    ReportExecution.lease_expires_at.is_(None),
-                    ReportExecution.lease_expires_at < now,
-                    ReportExecution.lease_owner == ctx.worker_id,
-                ),
-            )
-            .values(lease_owner=ctx.worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds(ctx)))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        execution = session.get(ReportExecution, execution_id)
-        if taken:
-            _insert_deliveries(session, execution)
-            return "ours", 0.0
-        if execution is not None and execution.status == "sending":
-            return "busy", max(0.0, (execution.lease_expires_at - now).total_seconds())
-        return "done", 0.0
-
-
-def _renew(session, ctx: WorkerContext, execution_id: uuid.UUID) -> bool:
-    return bool(
-        session.execute(
-            sa.update(ReportExecution)
-            .where(ReportExecution.id == execution_id, ReportExecution.lease_owner == ctx.worker_id)
-            .values(lease_expires_at=ctx.clock.now() + timedelta(seconds=lease_seconds(ctx)))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    )
-
-
-def _release(ctx: WorkerContext, execution_id: uuid.UUID) -> None:
-    with transaction(ctx.session_factory) as session:
-        session.execute(
-            sa.update(ReportExecution)
-            .where(ReportExecution.id == execution_id, ReportExecution.lease_owner == ctx.worker_id)
-            .values(lease_owner=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)
+        claim = executions.claim_send(
+            session, execution_id, worker=worker, now=ctx.clock.now(), ttl_s=ctx.settings.lease_ttl_s
         )
+        if claim.outcome == "ours":
+            executions.insert_deliveries(session, claim.execution)
+        return claim
 
 
 def _content(ctx: WorkerContext, session, execution: ReportExecution, report: ScheduledReport) -> MailContent:
@@ -208,29 +134,38 @@ def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Outgoing | None, l
         smtp = email_configs.sending_settings(session, ctx.settings, ctx.secrets, config)
         content = _content(ctx, session, execution, report)
         mail = PreparedMail(content, sender=config.from_address, sender_name=config.from_name, reply_to=config.reply_to)
-        _renew(session, ctx, exec_id)
     return Outgoing(smtp, config, mail), pending
 
 
 def deliver_execution(ctx: WorkerContext, transport: Transport, execution_id: str) -> None:
     exec_id = uuid.UUID(execution_id)
-    claim, lease_left = _claim(ctx, exec_id)
-    if claim == "busy":
-        # Another worker holds the lease (or died holding it): look again when it runs out.
-        ctx.publisher.send("deliver_report", execution_id, delay_ms=int((lease_left + 1) * 1000))
-        log.info("deliver postponed: another worker holds the run", extra={"execution_id": execution_id})
+    extra = {"execution_id": execution_id}
+    worker = executions.new_token(ctx.worker_id)
+    claim = _claim(ctx, exec_id, worker)
+    if claim.outcome == "busy":
+        # Another worker holds the run (or died holding it): look again when its lease runs out.
+        publish_after_commit(ctx.publisher, DELIVER_REPORT, execution_id, delay_ms=int((claim.wait_s + 1) * 1000))
+        log.info("deliver postponed: another worker holds the run", extra=extra)
         return
-    if claim == "done":
-        log.info("deliver skipped: nothing left to send", extra={"execution_id": execution_id})
+    if claim.outcome != "ours":
+        log.info("deliver skipped: nothing left to send", extra=extra)
         return
+    lease = executions.LeaseKeeper(
+        ctx.session_factory, exec_id, worker=worker, clock=ctx.clock, ttl_s=ctx.settings.lease_ttl_s
+    )
     try:
-        with LeaseKeeper(ctx, exec_id) as lease:
-            _send_pending(ctx, transport, exec_id, lease)
+        with lease:
+            _send_pending(ctx, transport, exec_id, lease, worker)
     finally:
-        _release(ctx, exec_id)
+        try:
+            with transaction(ctx.session_factory) as session:
+                executions.release(session, exec_id, worker=worker)
+        except Exception as exc:  # the lease then simply runs out
+            if not is_database_outage(exc):
+                raise
 
 
-def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID, lease: LeaseKeeper) -> None:
+def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID, lease, worker: str) -> None:
     extra = {"execution_id": str(exec_id)}
     try:
         outgoing, pending = _prepare(ctx, exec_id)
@@ -258,18 +193,15 @@ def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID, 
             try:
                 reply = smtp_session.send(raw, outgoing.config.from_address, delivery.recipient)
             except SendRefused as exc:
-                kept = _record(ctx, exec_id, delivery.id, "failed" if exc.permanent else "pending", error=str(exc))
+                _record(ctx, delivery.id, "failed" if exc.permanent else "pending", error=str(exc))
                 transient_left = transient_left or not exc.permanent
                 DELIVERIES.labels("refused" if exc.permanent else "deferred").inc()
-                if not kept:
-                    return
                 continue
             except SmtpFailure as exc:
                 _session_failed(ctx, exec_id, pending[index:], exc, extra)
                 return
-            if not _record(ctx, exec_id, delivery.id, "sent", reply=reply, message_id=message_id):
-                log.warning("lease lost mid-send; another worker resumes the run", extra=extra)
-                return
+            # The server has the copy: that fact must reach the ledger, however long the database is away.
+            _record_accepted(ctx, delivery.id, reply=reply, message_id=message_id, extra=extra)
             DELIVERIES.labels("sent").inc()
     finally:
         smtp_session.close()
@@ -279,19 +211,34 @@ def _send_pending(ctx: WorkerContext, transport: Transport, exec_id: uuid.UUID, 
         _close(ctx, exec_id)
 
 
-def _record(ctx, exec_id, delivery_id, status, *, error=None, reply=None, message_id=None) -> bool:
-    """Write one recipient's outcome and renew the lease; False if the lease is no longer ours."""
-    values: dict = {"status": status, "attempts": Delivery.attempts + 1, "error": error}
-    if status == "sent":
-        values.update(sent_at=ctx.clock.now(), smtp_reply=reply, message_id=message_id, error=None)
+def _record(ctx, delivery_id, status, *, error=None, reply=None, message_id=None) -> None:
     with transaction(ctx.session_factory) as session:
-        session.execute(
-            sa.update(Delivery)
-            .where(Delivery.id == delivery_id)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        executions.record_delivery(
+            session, delivery_id, status, now=ctx.clock.now(), error=error, reply=reply, message_id=message_id
         )
-        return _renew(session, ctx, exec_id)
+
+
+def _record_accepted(ctx, delivery_id, *, reply: str, message_id: str, extra: dict) -> None:
+    """Write `sent` for a copy the server accepted, retrying while the database is unreachable.
+
+    Until it is written nothing else may send to this recipient: this worker keeps its lease (the
+    heartbeat goes on; while the database is down nobody can take the run over either) and keeps
+    trying. The one window left is a crash of this process between the server's OK and this write:
+    that recipient is then still `pending` and the run's next worker sends it a second copy, with
+    the same Message-ID.
+    """
+    delay = 0.5
+    deadline = time.monotonic() + RECORD_PATIENCE_S
+    while True:
+        try:
+            _record(ctx, delivery_id, "sent", reply=reply, message_id=message_id)
+            return
+        except Exception as exc:
+            if not is_database_outage(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("could not record an accepted copy; retrying in %.1f s", delay, extra=extra)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _session_failed(ctx, exec_id, pending: list[Delivery], failure: SmtpFailure, extra: dict) -> None:
@@ -311,13 +258,14 @@ def _session_failed(ctx, exec_id, pending: list[Delivery], failure: SmtpFailure,
 
 
 def _retry_or_close(ctx: WorkerContext, exec_id: uuid.UUID, extra: dict) -> None:
+    """Retry the recipients not yet reached while the run is inside its retry window, else close it."""
     with transaction(ctx.session_factory) as session:
-        worst = session.execute(
-            sa.select(sa.func.max(Delivery.attempts)).where(
-                Delivery.execution_id == exec_id, Delivery.status == "pending"
-            )
-        ).scalar_one()
-    if (worst or 0) > ctx.settings.mail_max_retries:
+        started = session.execute(
+            sa.select(ReportExecution.sending_at).where(ReportExecution.id == exec_id)
+        ).scalar_one_or_none()
+    window = timedelta(seconds=ctx.settings.mail_retry_window_s)
+    if started is None or ctx.clock.now() - started >= window:
+        log.warning("delivery gave up: the retry window (BIAPP_MAIL_RETRY_WINDOW_S) is over", extra=extra)
         _close(ctx, exec_id)
         return
     log.warning("delivery will retry for recipients not yet reached", extra=extra)
@@ -326,34 +274,4 @@ def _retry_or_close(ctx: WorkerContext, exec_id: uuid.UUID, extra: dict) -> None
 
 def _close(ctx: WorkerContext, exec_id: uuid.UUID, failure: str | None = None) -> None:
     with transaction(ctx.session_factory) as session:
-        finish(ctx, session, exec_id, failure=failure)
-
-
-def finish(ctx: WorkerContext, session, exec_id: uuid.UUID, failure: str | None = None) -> str | None:
-    """Close the run: pending rows fail, then success / partial / failed from the ledger."""
-    now = ctx.clock.now()
-    session.execute(
-        sa.update(Delivery)
-        .where(Delivery.execution_id == exec_id, Delivery.status == "pending")
-        .values(status="failed", error=failure or sa.func.coalesce(Delivery.error, "not delivered"))
-        .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(sa.select(Delivery).where(Delivery.execution_id == exec_id)).scalars().all()
-    sent = [d for d in rows if d.status == "sent"]
-    failed = [d for d in rows if d.status == "failed"]
-    if rows and not failed:
-        target, error = "success", None
-    elif sent:
-        target = "partial"
-        error = f"{len(failed)} of {len(rows)} recipients not reached: " + "; ".join(
-            f"{d.recipient}: {d.error}" for d in failed
-        )
-    else:
-        target = "failed"
-        error = failure or "; ".join(f"{d.recipient}: {d.error}" for d in failed) or "no recipients"
-    if not executions.move(session, exec_id, expected="sending", target=target, now=now, error=error):
-        return None
-    execution = session.get(ReportExecution, exec_id)
-    EXECUTIONS.labels(target, execution.trigger).inc()
-    log.info("delivery finished: %s", target, extra={"execution_id": str(exec_id), "recipient_count": len(sent)})
-    return target
+        executions.close_from_ledger(session, exec_id, now=ctx.clock.now(), failure=failure)

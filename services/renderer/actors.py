@@ -6,8 +6,9 @@ import dramatiq
 
 from services.renderer.alerting import evaluate_event
 from services.renderer.render import RetryLater, render_execution
+from shared import outages
 from shared.context import WorkerContext
-from shared.messaging import QUEUE_RENDERER
+from shared.messaging import EVALUATE_ALERT, QUEUE_RENDERER, RENDER_REPORT
 
 
 def register(broker: dramatiq.Broker, ctx: WorkerContext, **_options) -> dict[str, dramatiq.Actor]:
@@ -19,25 +20,29 @@ def register(broker: dramatiq.Broker, ctx: WorkerContext, **_options) -> dict[st
     actor = dramatiq.actor(
         render_report,
         broker=broker,
-        actor_name="render_report",
+        actor_name=RENDER_REPORT,
         queue_name=QUEUE_RENDERER,
-        max_retries=settings.render_max_retries,
+        max_retries=outages.OUTAGE_RETRIES,
         min_backoff=5_000,
         max_backoff=settings.max_backoff_s * 1000,
         time_limit=settings.render_time_limit_s * 1000,
-        retry_when=lambda retries, exc: isinstance(exc, RetryLater) and retries < settings.render_max_retries,
+        retry_when=outages.retry_when((RetryLater,), settings.render_max_retries),
     )
 
     def evaluate_alert(event_id: str) -> None:
         evaluate_event(ctx, event_id)
 
-    # A failed query is recorded on the event (state error), so there is nothing to retry.
+    # A failed query is recorded on the event (state error), so only an outage of the application
+    # database (which could not record anything) is retried.
     evaluator = dramatiq.actor(
         evaluate_alert,
         broker=broker,
-        actor_name="evaluate_alert",
+        actor_name=EVALUATE_ALERT,
         queue_name=QUEUE_RENDERER,
-        max_retries=0,
+        max_retries=outages.OUTAGE_RETRIES,
+        min_backoff=5_000,
+        max_backoff=settings.max_backoff_s * 1000,
         time_limit=settings.render_time_limit_s * 1000,
+        retry_when=outages.retry_when((), 0),
     )
-    return {"render_report": actor, "evaluate_alert": evaluator}
+    return {RENDER_REPORT: actor, EVALUATE_ALERT: evaluator}

@@ -21,9 +21,9 @@ from shared import access, alerts
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import BIAppError
+from shared.executions import planned_recipients
 from shared.models import Alert, AlertDelivery, AlertEvent, SavedQuery
 from shared.query.engine import open_stream
-from shared.runs import planned_recipients
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,11 @@
 """Render one execution: query once, fan rows out to every writer, store the files.
 
-The files and the move to `rendered` commit together, so a crash leaves either a
-`running` execution with no artifacts or a `rendered` one with all of them.
+The run is claimed under a lease (shared/executions/leases.py) renewed by a heartbeat
+while the queries stream into temporary files; no application-database connection is
+held meanwhile. The files and the move to `rendered` then commit together in one short
+transaction, only while the lease is still ours, so a crash leaves either a `running`
+run with no artifacts (taken over as soon as its lease runs out) or a `rendered` one
+with all of them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,9 +30,11 @@ from shared import access, executions
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import NotFoundError, PermanentError, RenderFailedError, TransientError
+from shared.messaging import DELIVER_REPORT, RENDER_REPORT, publish_after_commit
 from shared.metrics import EXECUTIONS, RENDER_ROWS, RENDER_SECONDS, SCHEDULER_LAG
 from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport
-from shared.query.engine import open_stream
+from shared.outages import is_database_outage
+from shared.query.engine import Prepared, prepare, stream_prepared
 from shared.text import slugify, strip_bidi_controls
 
 log = logging.getLogger(__name__)
@@ -102,20 +109,48 @@ def _failed(writer: Writer, exc: Exception) -> RenderFailedError:
     return RenderFailedError(f"Writing the {writer.format.upper()} file failed ({type(exc).__name__}).")
 
 
-def write_files(ctx: WorkerContext, session, report: ScheduledReport, workdir: Path, now: datetime):
-    """One pass over each section's rows, fanned out to every writer.
+@dataclass(frozen=True)
+class Job:
+    """What one render needs, read from the application database in one short transaction."""
+
+    report: ScheduledReport
+    sections: list[tuple[str, Prepared, str, tuple[str, ...]]]  # title, prepared query, chart, filters
+
+
+def load_job(ctx: WorkerContext, execution: ReportExecution, now: datetime) -> Job:
+    """Check access and plan every section's query; the session closes before any query runs."""
+    with ctx.session_factory() as session:
+        report = session.get(ScheduledReport, execution.report_id)
+        if report is None:
+            raise NotFoundError("The report was deleted.")
+        if execution.trigger == "schedule" and not report.is_active:
+            raise RunCancelled("The report was paused before this run started.")
+        sections = [
+            (
+                title,
+                prepare(session, query, engines=ctx.engines, timezone=report.timezone, now=now),
+                chart,
+                describe_filters(query),
+            )
+            for title, query, chart in _sections(session, report)
+        ]
+        session.expunge_all()
+    return Job(report, sections)
+
+
+def write_files(ctx: WorkerContext, job: Job, workdir: Path):
+    """One pass over each section's rows, fanned out to every writer; no application connection is held.
 
     Any writer failing fails the whole render: an incomplete set is never sent.
     """
+    report = job.report
     writers = build_writers(report.formats, workdir, report, pdf_max_rows=ctx.settings.pdf_max_rows)
     total_rows = 0
     truncated = False
     try:
-        for title, query, chart in _sections(session, report):
-            with open_stream(
-                session, query, engines=ctx.engines, settings=ctx.settings, timezone=report.timezone, now=now
-            ) as stream:
-                section = Section(title, list(stream.columns), chart=chart, filters=describe_filters(query))
+        for title, prepared, chart, filters in job.sections:
+            with stream_prepared(prepared, settings=ctx.settings) as stream:
+                section = Section(title, list(stream.columns), chart=chart, filters=filters)
                 for writer in writers:
                     writer.begin_section(section)
                 for row in stream:
@@ -156,155 +191,214 @@ def finish_all(writers: list[Writer], meta: RenderMeta, base_name: str) -> list[
     return files
 
 
-def _claim(ctx: WorkerContext, execution_id: uuid.UUID) -> ReportExecution | None:
-    now = ctx.clock.now()
-    with transaction(ctx.session_factory) as session:
-        moved = executions.move(session, execution_id, expected="queued", target="running", now=now)
-        execution = session.get(ReportExecution, execution_id)
-    if not moved:
-        state = execution.status if execution else "missing"
-        log.info("render skipped: execution is %s", state, extra={"execution_id": str(execution_id)})
-        return None
-    if execution.trigger == "schedule" and execution.attempts == 1:
-        SCHEDULER_LAG.observe(max(0.0, (now - execution.scheduled_for).total_seconds()))
-    return execution
-
-
 def render_execution(ctx: WorkerContext, execution_id: str) -> None:
+    """Claim the run (or wait for it), render it under a lease, store the files, hand it to the mailer."""
     exec_id = uuid.UUID(execution_id)
-    execution = _claim(ctx, exec_id)
-    if execution is None:
+    extra = {"execution_id": execution_id}
+    worker = executions.new_token(ctx.worker_id)
+    with transaction(ctx.session_factory) as session:
+        claim = executions.claim_render(
+            session, exec_id, worker=worker, now=ctx.clock.now(), ttl_s=ctx.settings.lease_ttl_s
+        )
+    if claim.outcome in ("busy", "early"):
+        # Another worker holds the run (it may have died: its lease runs out), or it is not due yet.
+        publish_after_commit(ctx.publisher, RENDER_REPORT, execution_id, delay_ms=int((claim.wait_s + 1) * 1000))
+        log.info("render postponed (%s) by %.0f s", claim.outcome, claim.wait_s, extra=extra)
         return
+    if claim.outcome == "done":
+        state = claim.execution.status if claim.execution else "missing"
+        log.info("render skipped: execution is %s", state, extra=extra)
+        return
+    execution = claim.execution
+    extra["report_id"] = str(execution.report_id)
+    if execution.trigger == "schedule" and execution.attempts == 1:
+        SCHEDULER_LAG.observe(max(0.0, (ctx.clock.now() - execution.scheduled_for).total_seconds()))
     started = time.monotonic()
-    extra = {"execution_id": execution_id, "report_id": str(execution.report_id)}
     try:
-        with tempfile.TemporaryDirectory(prefix="biapp-render-") as tmp:
-            outcome = _render_and_store(ctx, execution, Path(tmp))
+        lease = executions.LeaseKeeper(
+            ctx.session_factory, exec_id, worker=worker, clock=ctx.clock, ttl_s=ctx.settings.lease_ttl_s
+        )
+        with lease, tempfile.TemporaryDirectory(prefix="biapp-render-") as tmp:
+            outcome = _render_and_store(ctx, execution, Path(tmp), worker)
     except TransientError as exc:
-        _handle_transient(ctx, execution, exc, extra)
+        _handle_transient(ctx, execution, exc, worker, extra)
         return
     except PermanentError as exc:
         _fail(ctx, exec_id, exc.message, extra)
         return
+    except LeaseLost:
+        log.warning("render abandoned: another worker took the run over", extra=extra)
+        return
+    except RunCancelled as cancelled:
+        _skip(ctx, exec_id, worker, str(cancelled), extra)
+        return
     except Exception as exc:
+        if is_database_outage(exc):
+            _handle_transient(ctx, execution, exc, worker, extra)
+            return
         log.exception("render crashed", extra=extra)
         _fail(ctx, exec_id, f"Internal error while rendering ({type(exc).__name__}); see the renderer logs.", extra)
         return
     RENDER_SECONDS.observe(time.monotonic() - started)
     if outcome == "rendered":
         log.info("rendered", extra=extra)
-        try:
-            ctx.publisher.send("deliver_report", execution_id)
-        except Exception:
-            # The sweeper re-publishes executions left rendered.
-            log.exception("publishing deliver_report failed", extra=extra)
-    else:
+        publish_after_commit(ctx.publisher, DELIVER_REPORT, execution_id)
+    elif outcome == "skipped":
         EXECUTIONS.labels("skipped", execution.trigger).inc()
         log.info("skipped: no rows and send_if_empty is off", extra=extra)
 
 
-def _render_and_store(ctx: WorkerContext, execution: ReportExecution, workdir: Path) -> str:
-    """Render and store in one transaction; files written outside the database are removed if it fails."""
+class RunCancelled(Exception):
+    """Nobody wants this run any more (its report was paused): it ends `skipped` with the reason."""
+
+
+class LeaseLost(Exception):
+    """Our lease was taken over (we stopped renewing long enough): the other worker's result counts."""
+
+
+def _render_and_store(ctx: WorkerContext, execution: ReportExecution, workdir: Path, worker: str) -> str:
+    """Render to temporary files with no application connection held, then store them in one short transaction."""
+    now = ctx.clock.now()
+    job = load_job(ctx, execution, now)
+    report = job.report
+    zone = ZoneInfo(report.timezone or "UTC")
+    run_local = execution.scheduled_for.astimezone(zone)
+    writers, row_count, truncated = write_files(ctx, job, workdir)
+    RENDER_ROWS.observe(row_count)
+    if row_count == 0 and not report.send_if_empty:
+        discard_all(writers)
+        with transaction(ctx.session_factory) as session:
+            if not executions.move(
+                session,
+                execution.id,
+                expected="running",
+                target="skipped",
+                now=ctx.clock.now(),
+                owner=worker,
+                row_count=0,
+                error="The query returned no rows and the report does not send empty results.",
+            ):
+                raise LeaseLost()
+        return "skipped"
+    meta = RenderMeta(
+        report_name=report.name,
+        run_time_local=f"{run_local:%Y-%m-%d %H:%M} {run_local.tzname()}",
+        timezone=report.timezone,
+        description=report.description,
+        max_report_rows=ctx.settings.max_report_rows,
+    )
+    files: list[RenderedFile] = finish_all(writers, meta, base_filename(report.name, run_local))
+    _store(ctx, execution, files, row_count, truncated, worker)
+    return "rendered"
+
+
+def _store(ctx: WorkerContext, execution: ReportExecution, files, row_count: int, truncated: bool, worker: str):
+    """Files and the move to `rendered` commit together, only while the lease is ours.
+
+    Leftovers of an earlier, interrupted attempt go in the same transaction; their files outside
+    the database are removed once it has committed. A crash leaves either a `running` run with no
+    artifacts or a `rendered` one with all of them.
+    """
+    now = ctx.clock.now()
     saved: list[Artifact] = []
     replaced: list[Artifact] = []
     try:
-        outcome = _render_in_transaction(ctx, execution, workdir, saved, replaced)
+        with transaction(ctx.session_factory) as session:
+            for old in session.execute(sa.select(Artifact).where(Artifact.execution_id == execution.id)).scalars():
+                if old.storage == "database":
+                    ctx.store.delete(session, old)
+                replaced.append(old)
+                session.delete(old)
+            for rendered in files:
+                artifact = Artifact(
+                    id=uuid.uuid4(),
+                    execution_id=execution.id,
+                    format=rendered.format,
+                    filename=rendered.filename,
+                    content_type=rendered.content_type,
+                    size=rendered.path.stat().st_size,
+                    sha256=_sha256(rendered.path),
+                    storage=ctx.store.name,
+                    expires_at=now + timedelta(days=ctx.settings.artifact_retention_days),
+                )
+                session.add(artifact)
+                with open(rendered.path, "rb") as handle:
+                    ctx.store.save(session, artifact, handle)
+                saved.append(artifact)
+            moved = executions.move(
+                session,
+                execution.id,
+                expected="running",
+                target="rendered",
+                now=ctx.clock.now(),
+                owner=worker,
+                row_count=row_count,
+                truncated=truncated,
+            )
+            if not moved:
+                session.rollback()
+                raise LeaseLost()
     except BaseException:
         for artifact in saved:
             ctx.store.discard(artifact)
         raise
     for old in replaced:  # committed: the earlier attempt's files can go
         ctx.store.discard(old)
-    return outcome
 
 
-def _render_in_transaction(
-    ctx: WorkerContext, execution: ReportExecution, workdir: Path, saved: list[Artifact], replaced: list[Artifact]
-) -> str:
-    settings = ctx.settings
-    now = ctx.clock.now()
-    with transaction(ctx.session_factory) as session:
-        report = session.get(ScheduledReport, execution.report_id)
-        if report is None:
-            raise NotFoundError("The report was deleted.")
-        zone = ZoneInfo(report.timezone or "UTC")
-        run_local = execution.scheduled_for.astimezone(zone)
-        writers, row_count, truncated = write_files(ctx, session, report, workdir, now)
-        meta = RenderMeta(
-            report_name=report.name,
-            run_time_local=f"{run_local:%Y-%m-%d %H:%M} {run_local.tzname()}",
-            timezone=report.timezone,
-            description=report.description,
-            max_report_rows=settings.max_report_rows,
-        )
-        RENDER_ROWS.observe(row_count)
-        if row_count == 0 and not report.send_if_empty:
-            discard_all(writers)
-            executions.move(
-                session, execution.id, expected="running", target="skipped", now=ctx.clock.now(), row_count=0
-            )
-            return "skipped"
-        files: list[RenderedFile] = finish_all(writers, meta, base_filename(report.name, run_local))
-        # Leftovers of an earlier, interrupted attempt go in the same transaction;
-        # their files outside the database are removed once it has committed.
-        for old in session.execute(sa.select(Artifact).where(Artifact.execution_id == execution.id)).scalars():
-            if old.storage == "database":
-                ctx.store.delete(session, old)
-            replaced.append(old)
-            session.delete(old)
-        for rendered in files:
-            artifact = Artifact(
-                id=uuid.uuid4(),
-                execution_id=execution.id,
-                format=rendered.format,
-                filename=rendered.filename,
-                content_type=rendered.content_type,
-                size=rendered.path.stat().st_size,
-                sha256=_sha256(rendered.path),
-                storage=ctx.store.name,
-                expires_at=now + timedelta(days=settings.artifact_retention_days),
-            )
-            session.add(artifact)
-            with open(rendered.path, "rb") as handle:
-                ctx.store.save(session, artifact, handle)
-            saved.append(artifact)
-        moved = executions.move(
-            session,
-            execution.id,
-            expected="running",
-            target="rendered",
-            now=ctx.clock.now(),
-            row_count=row_count,
-            truncated=truncated,
-        )
-        if not moved:
-            # The sweeper failed us meanwhile: keep its verdict, drop our files.
-            session.rollback()
-            raise PermanentError("The run was stopped while rendering (time limit).")
-    return "rendered"
+def _handle_transient(ctx: WorkerContext, execution: ReportExecution, exc: Exception, worker: str, extra: dict):
+    """Hand the run back for a retry with backoff, or fail it once the attempts are used up.
 
-
-def _handle_transient(ctx: WorkerContext, execution: ReportExecution, exc: TransientError, extra: dict) -> None:
-    with transaction(ctx.session_factory) as session:
-        current = session.get(ReportExecution, execution.id)
-        attempts = current.attempts if current else 0
-        if attempts > ctx.settings.render_max_retries:
+    While the application database itself is down this cannot be written: the lease then simply
+    runs out and the sweeper (or the retried message) takes the run over when it is back.
+    """
+    message = getattr(exc, "message", None) or "The application database was unreachable."
+    try:
+        with transaction(ctx.session_factory) as session:
+            current = session.get(ReportExecution, execution.id)
+            attempts = current.attempts if current else 0
+            if attempts > ctx.settings.render_max_retries:
+                if executions.move(
+                    session,
+                    execution.id,
+                    expected="running",
+                    target="failed",
+                    now=ctx.clock.now(),
+                    owner=worker,
+                    error=f"{message} (gave up after {attempts} attempts)",
+                ):
+                    EXECUTIONS.labels("failed", execution.trigger).inc()
+                log.warning("render failed for good: %s", message, extra=extra)
+                return
             executions.move(
                 session,
                 execution.id,
                 expected="running",
-                target="failed",
+                target="queued",
                 now=ctx.clock.now(),
-                error=f"{exc.message} (gave up after {attempts} attempts)",
+                owner=worker,
+                error=message,
             )
-            EXECUTIONS.labels("failed", execution.trigger).inc()
-            log.warning("render failed for good: %s", exc.message, extra=extra)
-            return
+    except Exception as write_error:
+        if not is_database_outage(write_error):
+            raise
+        log.warning("database unreachable; the run is retried when it is back", extra=extra)
+    log.warning("render will retry: %s", message, extra=extra)
+    raise RetryLater(message)
+
+
+def _skip(ctx: WorkerContext, execution_id: uuid.UUID, worker: str, reason: str, extra: dict) -> None:
+    with transaction(ctx.session_factory) as session:
         executions.move(
-            session, execution.id, expected="running", target="queued", now=ctx.clock.now(), error=exc.message
+            session,
+            execution_id,
+            expected="running",
+            target="skipped",
+            now=ctx.clock.now(),
+            owner=worker,
+            error=reason,
         )
-    log.warning("render will retry: %s", exc.message, extra=extra)
-    raise RetryLater(exc.message)
+    log.info("skipped: %s", reason, extra=extra)
 
 
 def _fail(ctx: WorkerContext, execution_id: uuid.UUID, message: str, extra: dict) -> None:

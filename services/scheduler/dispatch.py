@@ -24,15 +24,16 @@ from sqlalchemy.orm import Session
 
 from shared.context import WorkerContext
 from shared.db import transaction
+from shared.executions import new_execution_row
+from shared.executions.creation import LATE_AFTER
 from shared.metrics import EXECUTIONS_QUEUED
 from shared.models import ReportExecution, ScheduledReport
-from shared.runs import planned_recipients, publish_render
+from shared.runs import publish_render
 from shared.schedules import next_run, parse_schedule
 
 log = logging.getLogger(__name__)
 
 LOOKAHEAD = timedelta(seconds=60)  # runs due before the next tick start on the second
-LATE_AFTER = timedelta(seconds=90)
 BATCH = 1000
 PUBLISH_THREADS = 8  # each thread keeps its own broker channel (Dramatiq's are thread-local)
 _PARALLEL_FROM = 20
@@ -126,20 +127,7 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Dispatche
 
 
 def _execution_row(report, now: datetime) -> dict:
-    return {
-        "id": uuid.uuid4(),
-        "report_id": report.id,
-        "trigger": "schedule",
-        "status": "queued",
-        "scheduled_for": report.next_run_at,
-        "queued_at": now,
-        "last_enqueued_at": now,
-        "late": now - report.next_run_at > LATE_AFTER,
-        "truncated": False,
-        "attempts": 0,
-        "enqueue_count": 1,
-        "recipients": planned_recipients(report, trigger="schedule", requester=None),
-    }
+    return new_execution_row(report, trigger="schedule", scheduled_for=report.next_run_at, now=now)
 
 
 def _insert_executions(session: Session, rows: list[dict], now: datetime) -> list[Dispatched]:

@@ -1,11 +1,11 @@
 """The sweeper: nothing stays queued, running, rendered or sending forever.
 
 Messages can be lost (a publish that failed after the commit) and workers can die
-(SIGKILL, out of memory) while holding a run: the renderer's claim moved the run to
-`running`, and the redelivered message then finds it already `running` and does
-nothing. Once a minute this sweeper looks at every unfinished execution and either
-hands it back to the pipeline (re-publishing its message, counting `enqueue_count`)
-or, when that has been tried often enough, fails it with an error a user can read.
+(SIGKILL, out of memory) while holding a run. A worker holds a run under a lease
+renewed by a heartbeat (shared/executions/leases.py): once a minute this sweeper
+takes over every `running` or `sending` run whose lease has run out (at once, not
+after a time limit), re-publishes runs whose message was lost, and fails, with an
+error a user can read, what has been tried often enough or overran its time limit.
 
 Each verdict is a guarded UPDATE on rows locked FOR UPDATE SKIP LOCKED, so several
 scheduler replicas sweeping at once act on each execution once; messages go out
@@ -27,6 +27,7 @@ from shared import executions
 from shared.config import Settings
 from shared.context import WorkerContext
 from shared.db import transaction
+from shared.messaging import DELIVER_REPORT, RENDER_REPORT, publish_after_commit
 from shared.metrics import EXECUTIONS
 from shared.models import Delivery, ReportExecution
 
@@ -70,8 +71,14 @@ def queued_deadline(execution: ReportExecution, settings: Settings) -> datetime:
 
 
 def running_deadline(execution: ReportExecution, settings: Settings) -> datetime:
+    """The render time limit: past it a run is stopped even if its worker still renews the lease (hung in C code)."""
     started = execution.started_at or execution.queued_at
     return started + timedelta(seconds=settings.render_time_limit_s) + GRACE
+
+
+def lease_expired(execution: ReportExecution, now: datetime) -> bool:
+    """The worker that held the run stopped renewing its lease: it died; take the run over now."""
+    return execution.lease_expires_at is not None and execution.lease_expires_at < now
 
 
 def rendered_deadline(execution: ReportExecution, settings: Settings) -> datetime:
@@ -94,9 +101,9 @@ def sweep_stuck_executions(ctx: WorkerContext, *, now: datetime | None = None) -
         for execution in _unfinished(session):
             _judge(session, ctx.settings, execution, now, result)
     for execution_id in result.requeued:
-        _publish(ctx, "render_report", execution_id)
+        _publish(ctx, RENDER_REPORT, execution_id)
     for execution_id in result.redelivered:
-        _publish(ctx, "deliver_report", execution_id)
+        _publish(ctx, DELIVER_REPORT, execution_id)
     if result:
         log.warning(
             "sweeper: %d re-queued, %d re-sent to the mailer, %d failed",
@@ -126,9 +133,26 @@ def _judge(session: Session, settings: Settings, execution: ReportExecution, now
     if status == "queued" and now > queued_deadline(execution, settings):
         if execution.enqueue_count >= MAX_ENQUEUES:
             _fail(session, execution, now, result, _never_started(execution, now))
-        elif _bump(session, execution, "queued", now):
+        elif executions.bump(session, execution.id, "queued", now):
             result.requeued.append(execution.id)
-    elif status == "running" and now > running_deadline(execution, settings):
+    elif status == "running":
+        _judge_running(session, settings, execution, now, result)
+    elif status == "rendered" and now > rendered_deadline(execution, settings):
+        if execution.enqueue_count >= MAX_ENQUEUES:
+            _fail(session, execution, now, result, "The files were rendered but no mailer picked the run up.")
+        elif executions.bump(session, execution.id, "rendered", now):
+            result.redelivered.append(execution.id)
+    elif status == "sending":
+        _judge_sending(session, settings, execution, now, result)
+
+
+def _judge_running(session: Session, settings: Settings, execution: ReportExecution, now: datetime, result):
+    over_limit = now > running_deadline(execution, settings)
+    # Without a lease (rows from before leases) only the time limit tells a dead worker.
+    lost = lease_expired(execution, now) or (execution.lease_expires_at is None and over_limit)
+    if over_limit and not lost:
+        _fail(session, execution, now, result, _render_hung(settings))
+    elif lost:
         if execution.attempts > settings.render_max_retries or execution.enqueue_count >= MAX_ENQUEUES:
             _fail(session, execution, now, result, _render_lost(execution, settings))
         elif executions.move(
@@ -137,47 +161,30 @@ def _judge(session: Session, settings: Settings, execution: ReportExecution, now
             expected="running",
             target="queued",
             now=now,
-            error=f"The renderer stopped without finishing (no result after {settings.render_time_limit_s} s); "
+            error="The renderer stopped without finishing (its worker stopped renewing the run's lease); "
             "the run was queued again.",
             enqueue_count=ReportExecution.enqueue_count + 1,
         ):
             result.requeued.append(execution.id)
-    elif status == "rendered" and now > rendered_deadline(execution, settings):
-        if execution.enqueue_count >= MAX_ENQUEUES:
-            _fail(session, execution, now, result, "The files were rendered but no mailer picked the run up.")
-        elif _bump(session, execution, "rendered", now):
-            result.redelivered.append(execution.id)
-    elif status == "sending":
-        _judge_sending(session, settings, execution, now, result)
 
 
 def _judge_sending(session: Session, settings: Settings, execution: ReportExecution, now: datetime, result):
-    if execution.lease_expires_at is not None and execution.lease_expires_at > now:
+    if execution.lease_expires_at is not None and execution.lease_expires_at >= now:
         return  # a mailer holds it
     last_activity = session.execute(
         sa.select(sa.func.max(Delivery.updated_at)).where(Delivery.execution_id == execution.id)
     ).scalar_one_or_none()
-    if now <= sending_deadline(execution, settings, last_activity):
-        return
+    if not lease_expired(execution, now) and now <= sending_deadline(execution, settings, last_activity):
+        return  # between retries: a retried message is on its way
     if execution.enqueue_count >= MAX_ENQUEUES:
-        target = close_from_ledger(session, execution, now)
-        if target:
+        if executions.close_from_ledger(session, execution.id, now=now, abandoned=True):
             result.failed.append(execution.id)
-    elif _bump(session, execution, "sending", now):
+    elif lease_expired(execution, now) and executions.bump(session, execution.id, "sending", now):
+        # A mailer died mid-send: resume at once (the ledger sends only to recipients not yet reached).
+        result.redelivered.append(execution.id)
+    elif executions.bump(session, execution.id, "sending", now):
         # The mailer's ledger sends only to recipients not yet reached.
         result.redelivered.append(execution.id)
-
-
-def _bump(session: Session, execution: ReportExecution, status: str, now: datetime) -> bool:
-    return (
-        session.execute(
-            sa.update(ReportExecution)
-            .where(ReportExecution.id == execution.id, ReportExecution.status == status)
-            .values(enqueue_count=ReportExecution.enqueue_count + 1, last_enqueued_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        == 1
-    )
 
 
 def _fail(session: Session, execution: ReportExecution, now: datetime, result: SweepResult, error: str) -> None:
@@ -195,38 +202,20 @@ def _never_started(execution: ReportExecution, now: datetime) -> str:
     )
 
 
-def _render_lost(execution: ReportExecution, settings: Settings) -> str:
+def _render_hung(settings: Settings) -> str:
     return (
         f"Rendering did not finish within the time limit of {settings.render_time_limit_s} s "
-        f"after {execution.attempts} attempt(s); the renderer worker stopped or was killed "
-        "(out of memory?). Try a smaller query or fewer formats."
+        "(BIAPP_RENDER_TIME_LIMIT_S) and was stopped. Try a smaller query or fewer formats."
     )
 
 
-def close_from_ledger(session: Session, execution: ReportExecution, now: datetime) -> str | None:
-    """Close a `sending` run the mailer abandoned: success / partial / failed from its deliveries."""
-    session.execute(
-        sa.update(Delivery)
-        .where(Delivery.execution_id == execution.id, Delivery.status == "pending")
-        .values(status="failed", error=sa.func.coalesce(Delivery.error, "not delivered: the mailer did not finish"))
+def _render_lost(execution: ReportExecution, settings: Settings) -> str:
+    return (
+        f"Rendering stopped without finishing after {execution.attempts} attempt(s): the renderer worker "
+        "stopped or was killed each time (out of memory?). Try a smaller query or fewer formats."
     )
-    rows = session.execute(sa.select(Delivery.status).where(Delivery.execution_id == execution.id)).scalars().all()
-    sent = sum(1 for status in rows if status == "sent")
-    if rows and sent == len(rows):
-        target, error = "success", None
-    elif sent:
-        target, error = "partial", "Delivery did not finish; some recipients were not reached."
-    else:
-        target, error = "failed", "Delivery did not finish within the time limit; no recipient was reached."
-    if executions.move(session, execution.id, expected="sending", target=target, now=now, error=error):
-        EXECUTIONS.labels(target, execution.trigger).inc()
-        return target
-    return None
 
 
 def _publish(ctx: WorkerContext, actor: str, execution_id: uuid.UUID) -> None:
-    try:
-        ctx.publisher.send(actor, str(execution_id))
-    except Exception:
-        # The row says when it was last enqueued; the next sweep tries again.
-        log.exception("sweeper could not publish %s", actor, extra={"execution_id": str(execution_id)})
+    # The row says when it was last enqueued; if this publish is lost the next sweep tries again.
+    publish_after_commit(ctx.publisher, actor, execution_id)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
 from services.mailer.deliver import RetryDelivery, deliver_execution
 from services.mailer.transport import SmtplibTransport
+from shared.clock import FixedClock
 from shared.context import build_context
 from shared.messaging import RecordingPublisher
 from tests.integration.test_mail_helpers import (
@@ -261,15 +263,51 @@ def test_server_down_then_up_delivers_once_after_retry(ctx, settings, pg_session
     assert all(d.attempts == 2 and d.error is None for d in deliveries.values())
 
 
-def test_server_that_never_comes_back_fails_after_the_retry_limit(ctx, settings, pg_session_factory):
+def test_server_that_never_comes_back_fails_once_the_retry_window_is_over(settings, pg_session_factory):
+    clock = FixedClock(datetime.now(UTC))
+    ctx = build_context(settings, RecordingPublisher(), session_factory=pg_session_factory, clock=clock)
     seeded = seed_rendered(
         pg_session_factory, settings, smtp_host="127.0.0.1", smtp_port=free_port(), recipients=["ana@example.com"]
     )
-    runs = _deliver_until_done(ctx, seeded.execution_id)
-    assert runs == settings.mail_max_retries + 1
+    states = []
+    for _ in range(10):
+        try:
+            deliver_execution(ctx, SmtplibTransport(), seeded.execution_id)
+            break
+        except RetryDelivery:
+            states.append(execution_state(pg_session_factory, seeded.execution_id)[0].status)
+            clock.advance(minutes=15)
+    # Attempts at 0, 15, 30 and 45 minutes retry; the one at 60 minutes (BIAPP_MAIL_RETRY_WINDOW_S) gives up.
+    assert states == ["sending"] * 4
     execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
     assert execution.status == "failed"
     assert "refused the connection" in execution.error
+
+
+def test_a_ten_minute_smtp_outage_ends_in_success(settings, pg_session_factory):
+    """The retry budget is a time window (an hour), not a count that a short outage can use up."""
+    clock = FixedClock(datetime.now(UTC))
+    ctx = build_context(settings, RecordingPublisher(), session_factory=pg_session_factory, clock=clock)
+    port = free_port()
+    seeded = seed_rendered(
+        pg_session_factory, settings, smtp_host="127.0.0.1", smtp_port=port, recipients=["ana@example.com"]
+    )
+    for _ in range(20):  # many more attempts than BIAPP_MAIL_MAX_RETRIES, within 10 minutes
+        with pytest.raises(RetryDelivery):
+            deliver_execution(ctx, SmtplibTransport(), seeded.execution_id)
+        clock.advance(seconds=30)
+    handler = ScriptedHandler()
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        deliver_execution(ctx, SmtplibTransport(), seeded.execution_id)
+    finally:
+        controller.stop()
+    execution, _ = execution_state(pg_session_factory, seeded.execution_id)
+    assert execution.status == "success"
+    assert handler.copies() == {"ana@example.com": 1}
 
 
 def test_redelivered_message_after_success_sends_nothing_twice(ctx, settings, pg_session_factory, smtp):

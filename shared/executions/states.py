@@ -1,4 +1,4 @@
-"""The execution lifecycle: one small state machine, each move a guarded UPDATE.
+"""The execution state machine: each move a guarded UPDATE.
 
 A move names the state it expects to leave. The UPDATE carries `WHERE status =
 :expected`, so when a duplicate or redelivered message tries the same move, it
@@ -17,7 +17,8 @@ from shared.errors import IllegalTransitionError
 from shared.models import ReportExecution
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"running", "failed"}),
+    # queued -> skipped: the report was paused or deleted before the run started.
+    "queued": frozenset({"running", "failed", "skipped"}),
     # running -> queued: a transient failure hands the run back for a retry.
     "running": frozenset({"rendered", "skipped", "failed", "queued"}),
     "rendered": frozenset({"sending", "failed"}),
@@ -58,20 +59,28 @@ def move(
     expected: str,
     target: str,
     now: datetime,
+    owner: str | None = None,
     **fields: object,
 ) -> bool:
-    """Move one execution from `expected` to `target`; False if it was not in `expected`."""
+    """Move one execution from `expected` to `target`; False if it was not in `expected`.
+
+    With `owner`, only while that worker holds the lease; a move out of `running` or `sending`
+    gives the lease back in the same statement.
+    """
     check_transition(expected, target)
     values: dict[str, object] = {"status": target, _TIMESTAMP[target]: now, **fields}
     if target == "running":
         values["attempts"] = ReportExecution.attempts + 1
+    if expected in ("running", "sending") and target != expected:
+        values.setdefault("lease_owner", None)
+        values.setdefault("lease_expires_at", None)
     if isinstance(values.get("error"), str):
         values["error"] = values["error"][:MAX_ERROR_LENGTH]  # type: ignore[index]
+    condition = [ReportExecution.id == execution_id, ReportExecution.status == expected]
+    if owner is not None:
+        condition.append(ReportExecution.lease_owner == owner)
     result = session.execute(
-        sa.update(ReportExecution)
-        .where(ReportExecution.id == execution_id, ReportExecution.status == expected)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        sa.update(ReportExecution).where(*condition).values(**values).execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
 

@@ -1,0 +1,42 @@
+"""One owner for an execution's life, whichever service calls it.
+
+* `states`   — the state machine: each move one guarded UPDATE that also timestamps it.
+* `creation` — the execution row (who it is for, when it is due), for the API and the dispatcher.
+* `leases`   — who works on a run right now: claim, renew (a heartbeat thread), release, take over.
+* `ledger`   — one row per (execution, recipient); closing a run from it.
+* `requeue`  — handing a run back to the pipeline (the sweeper's bump) and cancelling unstarted runs.
+
+The API, scheduler, renderer and mailer import this package; none of them writes an
+execution's status or lease columns itself.
+"""
+
+from shared.executions.creation import create_execution, new_execution_row, planned_recipients
+from shared.executions.leases import Claim, LeaseKeeper, claim_render, claim_send, new_token, release, renew
+from shared.executions.ledger import close_from_ledger, insert_deliveries, record_delivery
+from shared.executions.requeue import bump, cancel_unstarted
+from shared.executions.states import ACTIVE, MAX_ERROR_LENGTH, TERMINAL, TRANSITIONS, check_transition, fail, move
+
+__all__ = [
+    "ACTIVE",
+    "MAX_ERROR_LENGTH",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Claim",
+    "LeaseKeeper",
+    "bump",
+    "cancel_unstarted",
+    "check_transition",
+    "claim_render",
+    "claim_send",
+    "close_from_ledger",
+    "create_execution",
+    "fail",
+    "insert_deliveries",
+    "move",
+    "new_execution_row",
+    "new_token",
+    "planned_recipients",
+    "record_delivery",
+    "release",
+    "renew",
+]

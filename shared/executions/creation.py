@@ -1,0 +1,68 @@
+"""An execution row: who the run is for and when it is due, fixed when it is queued."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from shared.models import ReportExecution, ScheduledReport, User
+
+# A scheduled run that starts this long after its instant is marked late.
+LATE_AFTER = timedelta(seconds=90)
+
+
+def planned_recipients(report, *, trigger: str, requester: User | None) -> list[dict]:
+    """Who a run is for, fixed when it is queued. A test run goes only to the caller."""
+    if trigger == "test":
+        if requester is None:
+            raise ValueError("a test run needs the requesting user")
+        return [{"address": requester.email, "kind": "to"}]
+    seen: set[str] = set()
+    planned: list[dict] = []
+    for kind, addresses in (("to", report.recipients or []), ("cc", report.cc or [])):
+        for address in addresses:
+            key = address.lower()
+            if key not in seen:
+                seen.add(key)
+                planned.append({"address": address, "kind": kind})
+    return planned
+
+
+def new_execution_row(
+    report, *, trigger: str, scheduled_for: datetime, now: datetime, requester: User | None = None
+) -> dict:
+    """The column values of a new queued execution (the dispatcher inserts many at once)."""
+    return {
+        "id": uuid.uuid4(),
+        "report_id": report.id,
+        "trigger": trigger,
+        "status": "queued",
+        "requested_by": requester.id if requester else None,
+        "scheduled_for": scheduled_for,
+        "queued_at": now,
+        "last_enqueued_at": now,
+        "late": trigger == "schedule" and now - scheduled_for > LATE_AFTER,
+        "truncated": False,
+        "attempts": 0,
+        "enqueue_count": 1,
+        "recipients": planned_recipients(report, trigger=trigger, requester=requester),
+    }
+
+
+def create_execution(
+    session: Session,
+    report: ScheduledReport,
+    *,
+    trigger: str,
+    now: datetime,
+    requester: User | None = None,
+) -> ReportExecution:
+    """A manual or test run, due now."""
+    execution = ReportExecution(
+        **new_execution_row(report, trigger=trigger, scheduled_for=now, now=now, requester=requester)
+    )
+    session.add(execution)
+    session.flush()
+    return execution

@@ -1,0 +1,179 @@
+"""Who works on a run right now: a lease on the execution row, renewed by a heartbeat.
+
+Rendering (`running`) and sending (`sending`) both hold a lease: `lease_owner` (the worker's
+id) and `lease_expires_at`. A live worker renews it every third of BIAPP_LEASE_TTL_S from a
+background thread, whatever the work is doing, so a slow render or a slow SMTP server never
+loses it. A worker that died (SIGKILL, out of memory, a lost node) stops renewing; once the
+lease has expired a redelivered message or the sweeper takes the run over at once, without
+waiting for any time limit.
+
+A claim is one guarded UPDATE: it succeeds for one worker only. It answers what the caller
+should do with its message: work (`ours`), come back when the lease runs out (`busy`), come
+back at the scheduled instant (`early`), or drop it (`done`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import transaction
+from shared.models import ReportExecution
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: str  # ours | busy | early | done
+    wait_s: float = 0.0  # busy/early: when to look again
+    execution: ReportExecution | None = None
+
+
+def new_token(worker_id: str) -> str:
+    """A lease owner for one claim: the worker plus a nonce, so two threads of one process never share a run."""
+    return f"{worker_id}:{uuid.uuid4().hex[:8]}"
+
+
+def _expiry(now: datetime, ttl_s: float) -> datetime:
+    return now + timedelta(seconds=ttl_s)
+
+
+def _lease_free(now: datetime, worker: str):
+    return sa.or_(
+        ReportExecution.lease_expires_at.is_(None),
+        ReportExecution.lease_expires_at < now,
+        ReportExecution.lease_owner == worker,
+    )
+
+
+def claim_render(session: Session, execution_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float) -> Claim:
+    """queued (and due) -> running, or take over a `running` run whose lease expired; counts an attempt."""
+    taken = session.execute(
+        sa.update(ReportExecution)
+        .where(
+            ReportExecution.id == execution_id,
+            sa.or_(
+                # Never before its instant: a delayed message that arrives early waits.
+                sa.and_(ReportExecution.status == "queued", ReportExecution.scheduled_for <= now),
+                sa.and_(ReportExecution.status == "running", _lease_free(now, worker)),
+            ),
+        )
+        .values(
+            status="running",
+            started_at=now,
+            attempts=ReportExecution.attempts + 1,
+            lease_owner=worker,
+            lease_expires_at=_expiry(now, ttl_s),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    execution = session.get(ReportExecution, execution_id, populate_existing=True)
+    if taken:
+        return Claim("ours", execution=execution)
+    return _why_not(execution, now, working="running")
+
+
+def claim_send(session: Session, execution_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float) -> Claim:
+    """rendered -> sending, or resume a `sending` run whose lease is free or ours."""
+    taken = session.execute(
+        sa.update(ReportExecution)
+        .where(
+            ReportExecution.id == execution_id,
+            sa.or_(
+                ReportExecution.status == "rendered",
+                sa.and_(ReportExecution.status == "sending", _lease_free(now, worker)),
+            ),
+        )
+        .values(
+            status="sending",
+            sending_at=sa.func.coalesce(ReportExecution.sending_at, now),
+            lease_owner=worker,
+            lease_expires_at=_expiry(now, ttl_s),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    execution = session.get(ReportExecution, execution_id, populate_existing=True)
+    if taken:
+        return Claim("ours", execution=execution)
+    return _why_not(execution, now, working="sending")
+
+
+def _why_not(execution: ReportExecution | None, now: datetime, *, working: str) -> Claim:
+    if execution is None:
+        return Claim("done")
+    if execution.status == working and execution.lease_expires_at is not None:
+        return Claim("busy", max(0.0, (execution.lease_expires_at - now).total_seconds()), execution)
+    if execution.status == "queued" and execution.scheduled_for > now:
+        return Claim("early", (execution.scheduled_for - now).total_seconds(), execution)
+    return Claim("done", execution=execution)
+
+
+def renew(session: Session, execution_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float) -> bool:
+    """Extend our lease; False when it is no longer ours (taken over, or the run was closed)."""
+    return bool(
+        session.execute(
+            sa.update(ReportExecution)
+            .where(ReportExecution.id == execution_id, ReportExecution.lease_owner == worker)
+            .values(lease_expires_at=_expiry(now, ttl_s))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
+
+
+def release(session: Session, execution_id: uuid.UUID, *, worker: str) -> None:
+    session.execute(
+        sa.update(ReportExecution)
+        .where(ReportExecution.id == execution_id, ReportExecution.lease_owner == worker)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+class LeaseKeeper:
+    """Renews a lease from a background thread while this process lives.
+
+    `lost` turns true when a renewal finds the lease gone; a database error is not a loss (the
+    next beat tries again): while the database is down nobody else can take the run either.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], execution_id: uuid.UUID, *, worker: str, clock, ttl_s: float):
+        self.factory = factory
+        self.execution_id = execution_id
+        self.worker = worker
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{execution_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def beat(self) -> bool:
+        """Renew once now; False if the lease is no longer ours."""
+        with transaction(self.factory) as session:
+            ours = renew(session, self.execution_id, worker=self.worker, now=self.clock.now(), ttl_s=self.ttl_s)
+        if not ours:
+            self.lost = True
+        return ours
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                if not self.beat():
+                    log.warning("lease lost", extra={"execution_id": str(self.execution_id)})
+                    return
+            except Exception:  # a database blip: the next beat tries again
+                log.warning("could not renew the lease", exc_info=True, extra={"execution_id": str(self.execution_id)})

@@ -1,0 +1,99 @@
+"""The delivery ledger: one row per (execution, recipient), and closing a run from it.
+
+The ledger, not the broker, decides who still needs a copy: a run sends only to rows
+still `pending`. Each accepted copy is recorded in its own commit right after the
+server accepted it. A run is closed from its rows: `success` when every recipient was
+reached, `partial` when some were, `failed` when none was.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shared.executions.states import move
+from shared.metrics import EXECUTIONS
+from shared.models import Delivery, ReportExecution
+
+log = logging.getLogger(__name__)
+
+ABANDONED = "not delivered: the mailer did not finish"
+
+
+def insert_deliveries(session: Session, execution: ReportExecution) -> None:
+    """Create the missing ledger rows for the run's planned recipients (idempotent)."""
+    existing = set(
+        session.execute(sa.select(Delivery.recipient).where(Delivery.execution_id == execution.id)).scalars()
+    )
+    for planned in execution.recipients:
+        if planned["address"] not in existing:
+            session.add(Delivery(execution_id=execution.id, recipient=planned["address"], kind=planned["kind"]))
+
+
+def record_delivery(
+    session: Session,
+    delivery_id: uuid.UUID,
+    status: str,
+    *,
+    now: datetime,
+    error: str | None = None,
+    reply: str | None = None,
+    message_id: str | None = None,
+) -> None:
+    """Write one recipient's outcome (`sent`, `failed`, or `pending` for a retry); counts the attempt."""
+    values: dict = {"status": status, "attempts": Delivery.attempts + 1, "error": error}
+    if status == "sent":
+        values.update(sent_at=now, smtp_reply=reply, message_id=message_id, error=None)
+    session.execute(
+        sa.update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status != "sent")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def close_from_ledger(
+    session: Session, execution_id: uuid.UUID, *, now: datetime, failure: str | None = None, abandoned: bool = False
+) -> str | None:
+    """Close a `sending` run: rows still pending fail, then success / partial / failed from the rows.
+
+    `failure` is why the whole run stopped (a refused login); `abandoned` means no mailer finished it
+    (the sweeper's verdict). Returns the final state, or None when the run was not `sending`.
+    """
+    reason = failure or (ABANDONED if abandoned else None)
+    session.execute(
+        sa.update(Delivery)
+        .where(Delivery.execution_id == execution_id, Delivery.status == "pending")
+        .values(status="failed", error=reason or sa.func.coalesce(Delivery.error, "not delivered"))
+        .execution_options(synchronize_session=False)
+    )
+    # populate_existing: the caller may hold these rows already (an execution loads its deliveries).
+    rows = (
+        session.execute(
+            sa.select(Delivery).where(Delivery.execution_id == execution_id).execution_options(populate_existing=True)
+        )
+        .scalars()
+        .all()
+    )
+    sent = [d for d in rows if d.status == "sent"]
+    failed = [d for d in rows if d.status != "sent"]
+    if rows and not failed:
+        target, error = "success", None
+    elif sent:
+        target = "partial"
+        error = f"{len(failed)} of {len(rows)} recipients not reached: " + "; ".join(
+            f"{d.recipient}: {d.error}" for d in failed
+        )
+    else:
+        target = "failed"
+        error = failure or "; ".join(f"{d.recipient}: {d.error}" for d in failed) or "no recipients"
+    if not move(session, execution_id, expected="sending", target=target, now=now, error=error):
+        return None
+    trigger = session.execute(sa.select(ReportExecution.trigger).where(ReportExecution.id == execution_id)).scalar()
+    EXECUTIONS.labels(target, trigger).inc()
+    log.info("run closed: %s", target, extra={"execution_id": str(execution_id), "recipient_count": len(sent)})
+    return target
