@@ -110,6 +110,17 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+READER = "biapp_bench_reader"
+
+
+def reader_role(admin_dsn: str) -> str:
+    """A LOGIN role with no privileges (generate_series needs none), created once by the admin DSN."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,)).fetchone() is None:
+            conn.execute(f"CREATE ROLE {READER} LOGIN")
+    return READER
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -136,7 +147,8 @@ def main() -> int:
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 5432,
         database=parts.path.lstrip("/") or "postgres",
-        username=parts.username or "postgres",
+        # Data sources refuse superuser logins: the engine side reads as a plain login role.
+        username=reader_role(args.dsn),
         options={},
         updated_at=datetime.now(UTC),
     )
