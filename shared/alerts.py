@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
 from shared.errors import FieldError, PermanentError
-from shared.messaging import Publisher
+from shared.messaging import EVALUATE_ALERT, Publisher, publish_after_commit
 from shared.models.alerts import AlertEvent
 
 log = logging.getLogger(__name__)
@@ -332,18 +332,6 @@ def subject_line(name: str, condition: Condition, reason: str, observed: object,
 # --- starting an evaluation (the only part that touches the database) -----------------------
 
 
-def publish(publisher: Publisher, actor_name: str, event_id: object, *, delay_ms: int | None = None) -> bool:
-    """Send after the commit. A lost publish is not fatal: the dispatcher re-enqueues what stays pending."""
-    try:
-        publisher.send(actor_name, str(event_id), delay_ms=delay_ms)
-        return True
-    except Exception:
-        log.exception(
-            "publishing %s failed; the next tick re-enqueues it", actor_name, extra={"event_id": str(event_id)}
-        )
-        return False
-
-
 def start_manual(
     factory: sessionmaker[Session], publisher: Publisher, alert_id: uuid.UUID, *, requester_id, now: datetime
 ) -> AlertEvent:
@@ -361,5 +349,5 @@ def start_manual(
         session.add(event)
         session.flush()
         session.expunge(event)
-    publish(publisher, "evaluate_alert", event.id)
+    publish_after_commit(publisher, EVALUATE_ALERT, event.id)
     return event

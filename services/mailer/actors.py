@@ -51,6 +51,6 @@ def register(
         min_backoff=5_000,
         max_backoff=settings.max_backoff_s * 1000,
         time_limit=settings.mail_time_limit_s * 1000,
-        retry_when=outages.retry_when((RetryAlertDelivery,), settings.mail_max_retries),
+        retry_when=outages.retry_when((RetryAlertDelivery, TimeLimitExceeded), outages.OUTAGE_RETRIES),
     )
     return {DELIVER_REPORT: actor, DELIVER_ALERT: alert_actor}

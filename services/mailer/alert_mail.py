@@ -1,13 +1,14 @@
 """Deliver one alert event: one private message per recipient over one SMTP session.
 
-The ledger (AlertDelivery, one row per recipient) decides who still needs a copy.
-A worker claims rows with one guarded UPDATE (pending -> sending, stamped with its
-id), sends, and marks each row `sent` in its own commit right after the server
-accepted it; a redelivered or duplicated message finds nothing pending and sends
-nothing. A row left `sending` by a worker that died is taken over once its claim
-is older than the SMTP timeout allows a live send to take (at most one extra copy
-per crash, with the same Message-ID). Transient failures leave rows `pending` for a
-retry with backoff; permanent ones mark them `failed`.
+The same lease-and-ledger scheme as a report run (shared/executions): the worker takes
+the event's delivery lease (renewed by a heartbeat, taken over as soon as it runs out),
+sends to the ledger rows (AlertDelivery, one per recipient) still `pending`, and marks
+each `sent` in its own commit right after the server accepted it, retrying that write
+while the database is away; a redelivered or duplicated message finds nothing pending
+and sends nothing. Transient failures leave rows `pending` for a retry with backoff
+for BIAPP_MAIL_RETRY_WINDOW_S from the first attempt; permanent ones mark them
+`failed`. The one window left is a crash between the server's OK and the record (a
+second copy, with the same Message-ID).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import sqlalchemy as sa
 
 from services.mailer.compose import MailContent, PreparedMail, compose_body, message_id_for, subject_line
 from services.mailer.transport import SendRefused, SmtpFailure, Transport
-from shared import alerts, email_configs
+from shared import alerts, email_configs, executions
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import PermanentError
+from shared.messaging import DELIVER_ALERT, publish_after_commit
 from shared.metrics import DELIVERIES
 from shared.models import Alert, AlertDelivery, AlertEvent
+from shared.outages import is_database_outage
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,8 @@ class RetryAlertDelivery(Exception):
     """Some recipients hit a transient failure; Dramatiq retries the message with backoff."""
 
 
-def _stale_after(ctx: WorkerContext) -> timedelta:
-    # A live worker finishes one recipient within a few SMTP timeouts; a claim older than this was abandoned.
-    return timedelta(seconds=max(30, 4 * ctx.settings.smtp_timeout_s))
+# How long an accepted copy's record is retried before the worker gives up (and crashes loudly).
+RECORD_PATIENCE_S = 600
 
 
 def content_for(ctx: WorkerContext, alert: Alert, event: AlertEvent) -> MailContent:
@@ -80,51 +82,72 @@ def content_for(ctx: WorkerContext, alert: Alert, event: AlertEvent) -> MailCont
     return MailContent(subject, text, html)
 
 
-def _claim(ctx: WorkerContext, event_id: uuid.UUID) -> list[tuple[uuid.UUID, str, str]]:
-    now = ctx.clock.now()
-    with transaction(ctx.session_factory) as session:
+def _pending(ctx: WorkerContext, event_id: uuid.UUID) -> list[tuple[uuid.UUID, str, str]]:
+    """Recipients not yet reached (`sending` rows are left by the claim scheme of older versions)."""
+    with ctx.session_factory() as session:
         return [
             tuple(row)
             for row in session.execute(
-                sa.update(AlertDelivery)
-                .where(
-                    AlertDelivery.event_id == event_id,
-                    sa.or_(
-                        AlertDelivery.status == "pending",
-                        sa.and_(AlertDelivery.status == "sending", AlertDelivery.claimed_at < now - _stale_after(ctx)),
-                    ),
-                )
-                .values(status="sending", claimed_by=ctx.worker_id, claimed_at=now)
-                .returning(AlertDelivery.id, AlertDelivery.recipient, AlertDelivery.kind)
-                .execution_options(synchronize_session=False)
+                sa.select(AlertDelivery.id, AlertDelivery.recipient, AlertDelivery.kind)
+                .where(AlertDelivery.event_id == event_id, AlertDelivery.status.in_(("pending", "sending")))
+                .order_by(AlertDelivery.kind.desc(), AlertDelivery.recipient)
             ).all()
         ]
 
 
 def _set(ctx: WorkerContext, delivery_ids, status: str, *, error: str | None = None, message_id=None) -> None:
-    values: dict = {"status": status, "attempts": AlertDelivery.attempts + 1, "error": error}
-    if status == "sent":
-        values.update(sent_at=ctx.clock.now(), message_id=message_id)
     with transaction(ctx.session_factory) as session:
-        session.execute(
-            sa.update(AlertDelivery)
-            .where(
-                AlertDelivery.id.in_(list(delivery_ids)),
-                AlertDelivery.status == "sending",
-                AlertDelivery.claimed_by == ctx.worker_id,
+        for delivery_id in delivery_ids:
+            executions.record_delivery(
+                session,
+                delivery_id,
+                status,
+                now=ctx.clock.now(),
+                error=error,
+                message_id=message_id,
+                model=AlertDelivery,
             )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str) -> int:
     """Send the event's notification to everyone not yet reached; returns how many copies went out."""
     event_uuid = uuid.UUID(event_id)
     extra = {"event_id": event_id}
-    claimed = _claim(ctx, event_uuid)
-    if not claimed:
+    worker = executions.new_token(ctx.worker_id)
+    with transaction(ctx.session_factory) as session:
+        claim = executions.claim_alert_delivery(
+            session, event_uuid, worker=worker, now=ctx.clock.now(), ttl_s=ctx.settings.lease_ttl_s
+        )
+    if claim.outcome == "busy":
+        publish_after_commit(ctx.publisher, DELIVER_ALERT, event_id, delay_ms=int((claim.wait_s + 1) * 1000))
+        log.info("alert delivery postponed: another worker holds it", extra=extra)
+        return 0
+    if claim.outcome != "ours":
         log.info("alert delivery skipped: nothing left to send", extra=extra)
+        return 0
+    lease = executions.LeaseKeeper(
+        ctx.session_factory,
+        event_uuid,
+        worker=worker,
+        clock=ctx.clock,
+        ttl_s=ctx.settings.lease_ttl_s,
+        model=AlertEvent,
+    )
+    try:
+        with lease:
+            return _send(ctx, transport, event_uuid, lease, extra)
+    finally:
+        try:
+            with transaction(ctx.session_factory) as session:
+                executions.release(session, event_uuid, worker=worker, model=AlertEvent)
+        except Exception as exc:  # the lease then simply runs out
+            if not is_database_outage(exc):
+                raise
+
+
+def _send(ctx: WorkerContext, transport: Transport, event_uuid: uuid.UUID, lease, extra: dict) -> int:
+    claimed = _pending(ctx, event_uuid)
+    if not claimed:
         return 0
     ids = [row[0] for row in claimed]
     try:
@@ -153,6 +176,9 @@ def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str) -> in
     sent = 0
     try:
         for index, (delivery_id, recipient, kind) in enumerate(claimed):
+            if lease.lost:
+                log.warning("lease lost; another worker resumes the delivery", extra=extra)
+                return sent
             message_id = message_id_for(delivery_id, sender)
             raw = mail.for_recipient(recipient, kind=kind, now=ctx.clock.now(), message_id=message_id)
             try:
@@ -163,7 +189,11 @@ def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str) -> in
                 continue
             except SmtpFailure as exc:
                 return sent + _session_failed(ctx, event_uuid, ids[index:], exc, extra)
-            _set(ctx, [delivery_id], "sent", message_id=message_id)
+            executions.record_accepted(
+                lambda d=delivery_id, m=message_id: _set(ctx, [d], "sent", message_id=m),
+                patience_s=RECORD_PATIENCE_S,
+                extra=extra,
+            )
             DELIVERIES.labels("sent").inc()
             sent += 1
     finally:
@@ -181,19 +211,22 @@ def _session_failed(ctx, event_id, ids, failure: SmtpFailure, extra: dict) -> in
 
 
 def _retry_or_close(ctx: WorkerContext, event_id: uuid.UUID, extra: dict) -> None:
-    """Pending rows left: retry while they have attempts left, else give them up as failed."""
+    """Pending rows left: retry while the event is inside its retry window, else give them up as failed."""
     with transaction(ctx.session_factory) as session:
-        pending = AlertDelivery.event_id == event_id, AlertDelivery.status == "pending"
-        worst = session.execute(sa.select(sa.func.max(AlertDelivery.attempts)).where(*pending)).scalar_one()
-        if worst is None:
+        pending = AlertDelivery.event_id == event_id, AlertDelivery.status.in_(("pending", "sending"))
+        if session.execute(sa.select(AlertDelivery.id).where(*pending).limit(1)).first() is None:
             return
-        if worst > ctx.settings.mail_max_retries:
+        since = session.execute(
+            sa.select(AlertEvent.delivering_since).where(AlertEvent.id == event_id)
+        ).scalar_one_or_none()
+        if since is None or ctx.clock.now() - since >= timedelta(seconds=ctx.settings.mail_retry_window_s):
             session.execute(
                 sa.update(AlertDelivery)
                 .where(*pending)
-                .values(status="failed")
+                .values(status="failed", error=sa.func.coalesce(AlertDelivery.error, "not delivered"))
                 .execution_options(synchronize_session=False)
             )
+            log.warning("alert delivery gave up: the retry window (BIAPP_MAIL_RETRY_WINDOW_S) is over", extra=extra)
             return
     log.warning("alert delivery will retry for recipients not yet reached", extra=extra)
     raise RetryAlertDelivery(str(event_id))

@@ -219,26 +219,13 @@ def _record(ctx, delivery_id, status, *, error=None, reply=None, message_id=None
 
 
 def _record_accepted(ctx, delivery_id, *, reply: str, message_id: str, extra: dict) -> None:
-    """Write `sent` for a copy the server accepted, retrying while the database is unreachable.
-
-    Until it is written nothing else may send to this recipient: this worker keeps its lease (the
-    heartbeat goes on; while the database is down nobody can take the run over either) and keeps
-    trying. The one window left is a crash of this process between the server's OK and this write:
-    that recipient is then still `pending` and the run's next worker sends it a second copy, with
-    the same Message-ID.
-    """
-    delay = 0.5
-    deadline = time.monotonic() + RECORD_PATIENCE_S
-    while True:
-        try:
-            _record(ctx, delivery_id, "sent", reply=reply, message_id=message_id)
-            return
-        except Exception as exc:
-            if not is_database_outage(exc) or time.monotonic() > deadline:
-                raise
-            log.warning("could not record an accepted copy; retrying in %.1f s", delay, extra=extra)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """The server has the copy: that fact must reach the ledger, however long the database is away."""
+    executions.record_accepted(
+        lambda: _record(ctx, delivery_id, "sent", reply=reply, message_id=message_id),
+        patience_s=RECORD_PATIENCE_S,
+        extra=extra,
+        sleep=time.sleep,
+    )
 
 
 def _session_failed(ctx, exec_id, pending: list[Delivery], failure: SmtpFailure, extra: dict) -> None:

@@ -22,6 +22,7 @@ from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import BIAppError
 from shared.executions import planned_recipients
+from shared.messaging import DELIVER_ALERT, publish_after_commit
 from shared.models import Alert, AlertDelivery, AlertEvent, SavedQuery
 from shared.query.engine import open_stream
 
@@ -128,5 +129,5 @@ def _record(ctx: WorkerContext, event_id: uuid.UUID, result: Result) -> str | No
         for planned in recipients:
             session.add(AlertDelivery(event_id=event_id, recipient=planned["address"], kind=planned["kind"]))
     if recipients:
-        alerts.publish(ctx.publisher, "deliver_alert", event_id)
+        publish_after_commit(ctx.publisher, DELIVER_ALERT, event_id)
     return result.state

@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from services.scheduler.dispatch import BATCH, LOOKAHEAD, following_occurrence, upsert_insert
-from shared import alerts
 from shared.context import WorkerContext
 from shared.db import transaction
+from shared.messaging import DELIVER_ALERT, EVALUATE_ALERT, publish_after_commit
 from shared.models import Alert, AlertDelivery, AlertEvent
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,9 @@ def dispatch_due_alerts(ctx: WorkerContext, *, now: datetime | None = None) -> l
             break
     queued.extend(_requeue_stuck(ctx, now))
     for item in queued:
-        alerts.publish(ctx.publisher, "evaluate_alert", item.event_id, delay_ms=item.delay_ms or None)
+        publish_after_commit(ctx.publisher, EVALUATE_ALERT, item.event_id, delay_ms=item.delay_ms or None)
     for event_id in _undelivered(ctx, now):
-        alerts.publish(ctx.publisher, "deliver_alert", event_id)
+        publish_after_commit(ctx.publisher, DELIVER_ALERT, event_id)
     if queued:
         log.info("dispatched %d alert evaluations", len(queued))
     return [(item.event_id, item.delay_ms) for item in queued]
@@ -141,13 +141,21 @@ def _requeue_stuck(ctx: WorkerContext, now: datetime) -> list[Queued]:
 
 
 def _undelivered(ctx: WorkerContext, now: datetime) -> list[uuid.UUID]:
-    """Events with recipients nobody has touched for longer than any retry backoff: their message was lost."""
+    """Events with recipients still to reach whose worker died (lease run out: at once) or whose message
+    was lost (nobody touched them for longer than any retry backoff)."""
     quiet = now - max(REQUEUE_AFTER, timedelta(seconds=ctx.settings.max_backoff_s + 120))
     with transaction(ctx.session_factory) as session:
         return list(
             session.execute(
                 sa.select(AlertDelivery.event_id)
-                .where(AlertDelivery.status.in_(("pending", "sending")), AlertDelivery.updated_at < quiet)
+                .join(AlertEvent, AlertEvent.id == AlertDelivery.event_id)
+                .where(
+                    AlertDelivery.status.in_(("pending", "sending")),
+                    sa.or_(
+                        AlertEvent.lease_expires_at < now,
+                        sa.and_(AlertEvent.lease_expires_at.is_(None), AlertDelivery.updated_at < quiet),
+                    ),
+                )
                 .distinct()
                 .limit(BATCH)
             ).scalars()

@@ -11,8 +11,17 @@ execution's status or lease columns itself.
 """
 
 from shared.executions.creation import create_execution, new_execution_row, planned_recipients
-from shared.executions.leases import Claim, LeaseKeeper, claim_render, claim_send, new_token, release, renew
-from shared.executions.ledger import close_from_ledger, insert_deliveries, record_delivery
+from shared.executions.leases import (
+    Claim,
+    LeaseKeeper,
+    claim_alert_delivery,
+    claim_render,
+    claim_send,
+    new_token,
+    release,
+    renew,
+)
+from shared.executions.ledger import close_from_ledger, insert_deliveries, record_accepted, record_delivery
 from shared.executions.requeue import bump, cancel_unstarted
 from shared.executions.states import ACTIVE, MAX_ERROR_LENGTH, TERMINAL, TRANSITIONS, check_transition, fail, move
 
@@ -25,6 +34,7 @@ __all__ = [
     "LeaseKeeper",
     "bump",
     "cancel_unstarted",
+    "claim_alert_delivery",
     "check_transition",
     "claim_render",
     "claim_send",
@@ -36,6 +46,7 @@ __all__ = [
     "new_execution_row",
     "new_token",
     "planned_recipients",
+    "record_accepted",
     "record_delivery",
     "release",
     "renew",

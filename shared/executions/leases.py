@@ -1,7 +1,8 @@
 """Who works on a run right now: a lease on the execution row, renewed by a heartbeat.
 
 Rendering (`running`) and sending (`sending`) both hold a lease: `lease_owner` (the worker's
-id) and `lease_expires_at`. A live worker renews it every third of BIAPP_LEASE_TTL_S from a
+id) and `lease_expires_at`; an alert event's delivery holds the same lease on its own row.
+A live worker renews it every third of BIAPP_LEASE_TTL_S from a
 background thread, whatever the work is doing, so a slow render or a slow SMTP server never
 loses it. A worker that died (SIGKILL, out of memory, a lost node) stops renewing; once the
 lease has expired a redelivered message or the sweeper takes the run over at once, without
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
-from shared.models import ReportExecution
+from shared.models import AlertDelivery, AlertEvent, ReportExecution
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,8 @@ def _expiry(now: datetime, ttl_s: float) -> datetime:
     return now + timedelta(seconds=ttl_s)
 
 
-def _lease_free(now: datetime, worker: str):
-    return sa.or_(
-        ReportExecution.lease_expires_at.is_(None),
-        ReportExecution.lease_expires_at < now,
-        ReportExecution.lease_owner == worker,
-    )
+def _lease_free(now: datetime, worker: str, model=ReportExecution):
+    return sa.or_(model.lease_expires_at.is_(None), model.lease_expires_at < now, model.lease_owner == worker)
 
 
 def claim_render(session: Session, execution_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float) -> Claim:
@@ -115,22 +112,49 @@ def _why_not(execution: ReportExecution | None, now: datetime, *, working: str) 
     return Claim("done", execution=execution)
 
 
-def renew(session: Session, execution_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float) -> bool:
-    """Extend our lease; False when it is no longer ours (taken over, or the run was closed)."""
+def claim_alert_delivery(session: Session, event_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float) -> Claim:
+    """Take the delivery lease of an alert event that still has recipients to reach."""
+    waiting = (
+        sa.select(AlertDelivery.id)
+        .where(AlertDelivery.event_id == AlertEvent.id, AlertDelivery.status.in_(("pending", "sending")))
+        .exists()
+    )
+    taken = session.execute(
+        sa.update(AlertEvent)
+        .where(AlertEvent.id == event_id, waiting, _lease_free(now, worker, AlertEvent))
+        .values(
+            lease_owner=worker,
+            lease_expires_at=_expiry(now, ttl_s),
+            delivering_since=sa.func.coalesce(AlertEvent.delivering_since, now),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    event = session.get(AlertEvent, event_id, populate_existing=True)
+    if taken:
+        return Claim("ours")
+    if event is not None and event.lease_expires_at is not None and event.lease_expires_at >= now:
+        return Claim("busy", (event.lease_expires_at - now).total_seconds())
+    return Claim("done")
+
+
+def renew(
+    session: Session, object_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float, model=ReportExecution
+) -> bool:
+    """Extend our lease; False when it is no longer ours (taken over, or the work was closed)."""
     return bool(
         session.execute(
-            sa.update(ReportExecution)
-            .where(ReportExecution.id == execution_id, ReportExecution.lease_owner == worker)
+            sa.update(model)
+            .where(model.id == object_id, model.lease_owner == worker)
             .values(lease_expires_at=_expiry(now, ttl_s))
             .execution_options(synchronize_session=False)
         ).rowcount
     )
 
 
-def release(session: Session, execution_id: uuid.UUID, *, worker: str) -> None:
+def release(session: Session, object_id: uuid.UUID, *, worker: str, model=ReportExecution) -> None:
     session.execute(
-        sa.update(ReportExecution)
-        .where(ReportExecution.id == execution_id, ReportExecution.lease_owner == worker)
+        sa.update(model)
+        .where(model.id == object_id, model.lease_owner == worker)
         .values(lease_owner=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
@@ -143,8 +167,18 @@ class LeaseKeeper:
     next beat tries again): while the database is down nobody else can take the run either.
     """
 
-    def __init__(self, factory: sessionmaker[Session], execution_id: uuid.UUID, *, worker: str, clock, ttl_s: float):
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        execution_id: uuid.UUID,
+        *,
+        worker: str,
+        clock,
+        ttl_s: float,
+        model=ReportExecution,
+    ):
         self.factory = factory
+        self.model = model
         self.execution_id = execution_id
         self.worker = worker
         self.clock = clock
@@ -164,7 +198,9 @@ class LeaseKeeper:
     def beat(self) -> bool:
         """Renew once now; False if the lease is no longer ours."""
         with transaction(self.factory) as session:
-            ours = renew(session, self.execution_id, worker=self.worker, now=self.clock.now(), ttl_s=self.ttl_s)
+            ours = renew(
+                session, self.execution_id, worker=self.worker, now=self.clock.now(), ttl_s=self.ttl_s, model=self.model
+            )
         if not ours:
             self.lost = True
         return ours

@@ -9,6 +9,7 @@ reached, `partial` when some were, `failed` when none was.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from shared.executions.states import move
 from shared.metrics import EXECUTIONS
 from shared.models import Delivery, ReportExecution
+from shared.outages import is_database_outage
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +45,45 @@ def record_delivery(
     error: str | None = None,
     reply: str | None = None,
     message_id: str | None = None,
+    model=Delivery,
 ) -> None:
-    """Write one recipient's outcome (`sent`, `failed`, or `pending` for a retry); counts the attempt."""
-    values: dict = {"status": status, "attempts": Delivery.attempts + 1, "error": error}
+    """Write one recipient's outcome (`sent`, `failed`, or `pending` for a retry); counts the attempt.
+
+    `model` is the ledger: a report run's `Delivery` or an alert event's `AlertDelivery`.
+    """
+    values: dict = {"status": status, "attempts": model.attempts + 1, "error": error}
     if status == "sent":
-        values.update(sent_at=now, smtp_reply=reply, message_id=message_id, error=None)
+        values.update(sent_at=now, message_id=message_id, error=None)
+        if hasattr(model, "smtp_reply"):
+            values["smtp_reply"] = reply
     session.execute(
-        sa.update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.status != "sent")
+        sa.update(model)
+        .where(model.id == delivery_id, model.status != "sent")
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+
+
+def record_accepted(write, *, patience_s: float, extra: dict, sleep=time.sleep) -> None:
+    """Run `write` (recording a copy the server accepted) until it succeeds, waiting out a database outage.
+
+    Until it is written nothing else may send to that recipient: the caller keeps its lease (the
+    heartbeat goes on; while the database is down nobody can take the work over either). The one
+    window left is a crash of the process between the server's OK and this write: that recipient is
+    then still `pending` and the next worker sends a second copy, with the same Message-ID.
+    """
+    delay = 0.5
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            write()
+            return
+        except Exception as exc:
+            if not is_database_outage(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("could not record an accepted copy; retrying in %.1f s", delay, extra=extra)
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def close_from_ledger(

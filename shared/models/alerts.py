@@ -75,6 +75,11 @@ class AlertEvent(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     notified: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     notify_reason: Mapped[str | None] = mapped_column(sa.String(10))
+    # The same delivery lease as an execution's (shared/executions/leases.py), and when delivery
+    # began: transient failures are retried for BIAPP_MAIL_RETRY_WINDOW_S from then.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    delivering_since: Mapped[datetime | None] = mapped_column()
 
     deliveries: Mapped[list[AlertDelivery]] = relationship(
         order_by="AlertDelivery.recipient", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"

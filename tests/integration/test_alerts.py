@@ -258,3 +258,53 @@ def test_lost_evaluation_message_is_published_again(make_ctx, pg_data_database, 
     assert dispatch_due_alerts(ctx, now=NOW + timedelta(minutes=1)) == []
     later = NOW + timedelta(minutes=4)
     assert event_id in [e for e, _ in dispatch_due_alerts(ctx, now=later)]
+
+
+def test_a_mailer_that_died_mid_delivery_is_taken_over_when_its_lease_runs_out(
+    make_ctx, pg_data_database, pg_session_factory, smtp_server, tickets
+):
+    """Alerts deliver under the same lease and ledger as reports: the recipient already reached is not
+    emailed again, the others get exactly one copy, and the scheduler tick resumes it at once."""
+    from shared.models import AlertDelivery
+
+    tickets(5)
+    owner, query = seed(pg_session_factory, pg_data_database, smtp_server)
+    with transaction(pg_session_factory) as session:
+        add_alert(session, owner, query)
+    ctx = make_ctx()
+    [(event_id, _)] = dispatch_due_alerts(ctx, now=NOW)
+    ctx.publisher.sent.clear()
+    assert evaluate_event(ctx, str(event_id)) == "true"
+    ctx.publisher.sent.clear()
+    now = datetime.now(UTC)
+    with transaction(pg_session_factory) as session:  # a worker reached one recipient, then was killed
+        session.execute(
+            sa.update(AlertDelivery)
+            .where(AlertDelivery.event_id == event_id, AlertDelivery.recipient == "lead@example.com")
+            .values(status="sent", sent_at=now)
+        )
+        session.execute(
+            sa.update(AlertEvent)
+            .where(AlertEvent.id == event_id)
+            .values(lease_owner="mailer-1:dead", lease_expires_at=now + timedelta(seconds=20), delivering_since=now)
+        )
+
+    assert deliver_event(ctx, SmtplibTransport(), str(event_id)) == 0  # lease still held: postponed
+    [(actor, _, delay_ms)] = ctx.publisher.sent
+    assert actor == "deliver_alert" and 19_000 <= delay_ms <= 22_000
+    ctx.publisher.sent.clear()
+
+    with transaction(pg_session_factory) as session:  # ... and it runs out
+        session.execute(
+            sa.update(AlertEvent)
+            .where(AlertEvent.id == event_id)
+            .values(lease_expires_at=min(NOW, now) - timedelta(seconds=1))
+        )
+    dispatch_due_alerts(ctx, now=NOW + timedelta(minutes=1))
+    assert ("deliver_alert", (str(event_id),), None) in ctx.publisher.sent, "the tick resumes it at once"
+    assert deliver_event(ctx, SmtplibTransport(), str(event_id)) == 2
+
+    messages = smtp_server.wait_for(2)
+    assert Counter(r for m in messages for r in m.recipients) == {"oncall@example.com": 1, "boss@example.com": 1}
+    done = event(pg_session_factory, event_id)
+    assert {d.status for d in done.deliveries} == {"sent"} and done.lease_owner is None
