@@ -52,7 +52,6 @@ class Settings:
     ratelimit_storage_url: str = "memory://"
     stuck_queued_after_s: int = 120
     render_max_retries: int = 3
-    mail_max_retries: int = 5
     max_backoff_s: int = 600
     link_expiry_hours: int = 72
     outbound_allow: tuple[AllowEntry, ...] = ()
@@ -219,7 +218,6 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_RATELIMIT_STORAGE_URL": ("ratelimit_storage_url", _text, False),
     "BIAPP_STUCK_QUEUED_AFTER_S": ("stuck_queued_after_s", _int(10), False),
     "BIAPP_RENDER_MAX_RETRIES": ("render_max_retries", _int(0, 20), False),
-    "BIAPP_MAIL_MAX_RETRIES": ("mail_max_retries", _int(0, 20), False),
     "BIAPP_MAX_BACKOFF_S": ("max_backoff_s", _int(1, 1500), False),
     "BIAPP_LINK_EXPIRY_HOURS": ("link_expiry_hours", _int(1, 24 * 30), False),
     "BIAPP_OUTBOUND_ALLOW": ("outbound_allow", _outbound_allow, False),

@@ -33,7 +33,6 @@ def base_env(**overrides: str) -> dict[str, str]:
         # policy's own tests (test_email_config_boundaries.py) set this back to the default, empty.
         "BIAPP_OUTBOUND_ALLOW": "127.0.0.0/8,[::1]",
         "BIAPP_RENDER_MAX_RETRIES": "2",
-        "BIAPP_MAIL_MAX_RETRIES": "2",
         "BIAPP_MAX_BACKOFF_S": "2",
     }
     env.update(overrides)

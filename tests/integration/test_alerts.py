@@ -30,7 +30,7 @@ NOW = datetime.now(UTC).replace(minute=1, second=0, microsecond=0)
 
 @pytest.fixture
 def settings(pg_url):
-    return make_settings(BIAPP_DATABASE_URL=pg_url, BIAPP_SMTP_TIMEOUT_S="3", BIAPP_MAIL_MAX_RETRIES="2")
+    return make_settings(BIAPP_DATABASE_URL=pg_url, BIAPP_SMTP_TIMEOUT_S="3")
 
 
 @pytest.fixture

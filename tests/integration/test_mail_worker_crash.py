@@ -41,7 +41,6 @@ def test_worker_killed_mid_send_resumes_and_only_the_message_in_flight_is_sent_t
         BIAPP_DATABASE_URL=pg_url,
         BIAPP_BROKER_URL=amqp,
         BIAPP_SMTP_TIMEOUT_S="5",
-        BIAPP_MAIL_MAX_RETRIES="3",
     )
     settings = make_settings(**env)
     seeded = seed_rendered(pg_session_factory, settings, smtp_host="127.0.0.1", smtp_port=port, recipients=RECIPIENTS)
