@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit lint format bench services clean
+.PHONY: install run test test-unit chaos lint format bench services clean
 
 $(STAMP): pyproject.toml
 	bash scripts/ensure_system_packages.sh
@@ -25,6 +25,11 @@ test: install services
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
+
+## Long fault soaks (90 s broker and database outages under a real `biapp scheduler`), on a PostgreSQL
+## cluster and a RabbitMQ node the tests start themselves; the machine's shared ones are never stopped.
+chaos: install services
+	$(BIN)/python -m pytest -q -p no:cacheprovider -s tests/fault -m chaos
 
 services:
 	bash scripts/ensure_services.sh

@@ -61,8 +61,21 @@ ensure_mariadb() {
   fi
 }
 
+# The fault suite (tests/fault) starts a PostgreSQL cluster and a RabbitMQ node of its own: it needs the
+# server binaries even where the shared services run elsewhere (containers). Not fatal: the suite
+# skips without them (fails under CI=true) and says why.
+ensure_fault_binaries() {
+  local missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
+  { [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v erl >/dev/null; } || missing+=(rabbitmq-server)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "the fault suite needs ${missing[*]}; installing" >&2
+  apt_install "${missing[@]}" || echo "could not install ${missing[*]}: tests/fault will skip" >&2
+}
+
 ok=0
 ensure_postgres || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; ok=1; }
 ensure_rabbitmq || { echo "RabbitMQ is not reachable on 127.0.0.1:5672" >&2; ok=1; }
 ensure_mariadb || { echo "MariaDB is not reachable on 127.0.0.1:3306" >&2; ok=1; }
+ensure_fault_binaries
 exit $ok

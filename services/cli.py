@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,45 +114,90 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.execve(sys.executable, argv, _prepare_worker_metrics())
 
 
-# Our log format first: periodiq's own basicConfig() then leaves the root logger alone.
-_PERIODIQ = (
-    "import sys; from shared.config import load_settings; from shared.logs import configure_logging; "
-    "s = load_settings(); configure_logging('scheduler', s.log_format, s.log_level); "
-    "sys.argv[0] = 'periodiq'; from periodiq import entrypoint; entrypoint()"
-)
+# The tick emitter child: bootstraps the scheduler service (logging, broker, actors) on import.
+_EMITTER = "from services.cli import run_tick_emitter; run_tick_emitter()"
+# A refused tick is retried for this long, then left to the next one: the worker drops ticks older than
+# PeriodiqMiddleware's skip_delay (50 s) unread anyway.
+TICK_RETRY_S = 40.0
+TICK_RETRY_MAX_DELAY_S = 5.0
+
+
+def send_ticks(actors, now, *, retry_for: float = TICK_RETRY_S, first_delay: float = 1.0) -> list:
+    """Send one periodiq tick to each actor, retrying while the broker is unreachable; returns the unsent."""
+    from dramatiq import errors
+
+    broker_down = getattr(errors, "BrokerConnectionError", None) or errors.ConnectionError  # dramatiq 2 / 1
+    log = logging.getLogger("biapp.emitter")
+    names = ", ".join(actor.actor_name for actor in actors)
+    deadline = time.monotonic() + retry_for
+    delay, attempt, pending = first_delay, 1, list(actors)
+    while True:
+        error = None
+        for actor in list(pending):
+            try:
+                actor.send_with_options(scheduled_at=str(now))
+                pending.remove(actor)
+            except broker_down as exc:
+                error = exc
+        if not pending:
+            if attempt > 1:
+                log.info("sent ticks for %s at attempt %d, the broker is back: %s", now, attempt, names)
+            else:
+                log.info("sent ticks for %s: %s", now, names)
+            return []
+        if time.monotonic() + delay > deadline:
+            log.warning("ticks for %s not sent, broker unreachable (%s); the next tick catches up", now, error)
+            return pending
+        if attempt == 1:
+            log.warning("ticks for %s not sent, broker unreachable (%s); retrying for %gs", now, error, retry_for)
+        time.sleep(delay)
+        delay, attempt = min(delay * 2, TICK_RETRY_MAX_DELAY_S), attempt + 1
+
+
+def run_tick_emitter() -> None:
+    """periodiq's emitter loop, except that a tick the broker refuses never ends the process.
+
+    periodiq.main() dies on the first ConnectionClosed. Ticks are idempotent and a missed one is
+    caught up by the next, so here a refused tick is retried for a while, then skipped.
+    SIGTERM exits 0.
+    """
+    import pendulum
+    import periodiq
+
+    from services.scheduler.worker import broker  # bootstrap: logging, broker, actors
+
+    class Emitter(periodiq.Scheduler):
+        def send_actors(self, actors, now):
+            send_ticks(actors, now)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    actors = [actor for actor in broker.actors.values() if "periodic" in actor.options]
+    periodiq.print_periodic_actors(actors)
+    emitter = Emitter(actors)
+    if pendulum.now().second > 55:  # as periodiq does: not a tick at :59 and another at :00
+        time.sleep(60 - pendulum.now().second)
+    emitter.schedule()
+    emitter.loop()
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    """periodiq emits the every-minute tick; a dramatiq worker on biapp.scheduler runs it."""
+    """periodiq emits the every-minute tick; a dramatiq worker on biapp.scheduler runs it.
+
+    Both run as supervised children (services/supervisor.py): one that exits is restarted with
+    backoff, so a broker or database outage never ends `biapp scheduler`; SIGTERM stops both.
+    """
+    from services.supervisor import Child, Supervisor
+    from shared.logs import configure_logging
+
     settings = _settings()
-    children = [
-        subprocess.Popen(
-            _dramatiq_argv("scheduler", 1, args.threads, _shutdown_ms(settings, "scheduler")),
-            env=_prepare_worker_metrics(),
-        ),
-        # periodiq has no __main__ module: call its console-script entry point directly.
-        subprocess.Popen([sys.executable, "-c", _PERIODIQ, "services.scheduler.worker"]),
-    ]
-
-    stopping = False
-
-    def forward(signum, _frame):
-        # Once only: a second SIGTERM makes a dramatiq worker process quit without finishing its tick.
-        nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    while all(child.poll() is None for child in children):
-        time.sleep(0.5)
-    forward(signal.SIGTERM, None)  # one child ended on its own: stop the other too
-    codes = [child.wait() for child in children]
-    return next((code for code in codes if code), 0)
+    configure_logging("scheduler", settings.log_format, settings.log_level)
+    worker_argv = _dramatiq_argv("scheduler", 1, args.threads, _shutdown_ms(settings, "scheduler"))
+    return Supervisor(
+        [
+            Child("worker", worker_argv, env=_prepare_worker_metrics),
+            Child("emitter", [sys.executable, "-c", _EMITTER]),
+        ]
+    ).run()
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
