@@ -48,20 +48,30 @@ def require(service: str, error: Exception | None) -> None:
 # --- PostgreSQL ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def pg_database_url():
-    name = f"biapp_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+def create_pg_database(prefix: str) -> str:
+    """A new, empty database `<prefix>_<pid>_<hex>` on the test server; drop it with `drop_pg_database`."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.Error as exc:
         require("PostgreSQL", exc)
+    return name
+
+
+def pg_app_url(database: str) -> str:
+    """The SQLAlchemy URL of `database` on the test server, as the application connects to it."""
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def pg_database_url():
+    name = create_pg_database("biapp_test")
+    url = pg_app_url(name)
     upgrade(url)
     yield url
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -195,12 +205,7 @@ def grant_reader(database: str, reader: str) -> None:
 
 def create_data_database(prefix: str, reader: str) -> str:
     """A new, empty database `<prefix>_<pid>_<hex>` opened to `reader`; drop it with `drop_pg_database`."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    try:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        require("PostgreSQL", exc)
+    name = create_pg_database(prefix)
     grant_reader(name, reader)
     return name
 

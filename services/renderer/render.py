@@ -325,15 +325,8 @@ def _store(ctx: WorkerContext, execution: ReportExecution, files, row_count: int
                 with open(rendered.path, "rb") as handle:
                     ctx.store.save(session, artifact, handle)
                 saved.append(artifact)
-            moved = executions.move(
-                session,
-                execution.id,
-                expected="running",
-                target="rendered",
-                now=ctx.clock.now(),
-                owner=worker,
-                row_count=row_count,
-                truncated=truncated,
+            moved = _leave_running(
+                ctx, session, execution.id, worker, "rendered", row_count=row_count, truncated=truncated
             )
             if not moved:
                 session.rollback()
@@ -344,6 +337,13 @@ def _store(ctx: WorkerContext, execution: ReportExecution, files, row_count: int
         raise
     for old in replaced:  # committed: the earlier attempt's files can go
         ctx.store.discard(old)
+
+
+def _leave_running(ctx: WorkerContext, session, execution_id: uuid.UUID, worker: str, target: str, **fields) -> bool:
+    """Move our `running` run on (to rendered, skipped, queued or failed), only while the lease is ours."""
+    return executions.move(
+        session, execution_id, expected="running", target=target, now=ctx.clock.now(), owner=worker, **fields
+    )
 
 
 def _handle_transient(ctx: WorkerContext, execution: ReportExecution, exc: Exception, worker: str, extra: dict):
@@ -358,27 +358,12 @@ def _handle_transient(ctx: WorkerContext, execution: ReportExecution, exc: Excep
             current = session.get(ReportExecution, execution.id)
             attempts = current.attempts if current else 0
             if attempts > ctx.settings.render_max_retries:
-                if executions.move(
-                    session,
-                    execution.id,
-                    expected="running",
-                    target="failed",
-                    now=ctx.clock.now(),
-                    owner=worker,
-                    error=f"{message} (gave up after {attempts} attempts)",
-                ):
+                gave_up = f"{message} (gave up after {attempts} attempts)"
+                if _leave_running(ctx, session, execution.id, worker, "failed", error=gave_up):
                     EXECUTIONS.labels("failed", execution.trigger).inc()
                 log.warning("render failed for good: %s", message, extra=extra)
                 return
-            executions.move(
-                session,
-                execution.id,
-                expected="running",
-                target="queued",
-                now=ctx.clock.now(),
-                owner=worker,
-                error=message,
-            )
+            _leave_running(ctx, session, execution.id, worker, "queued", error=message)
     except Exception as write_error:
         if not is_database_outage(write_error):
             raise

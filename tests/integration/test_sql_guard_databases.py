@@ -20,7 +20,7 @@ import pytest
 from shared.errors import QueryRejectedError
 from shared.query import sql_functions
 from shared.query.sqlguard import check_select
-from tests.conftest import PG_ADMIN_DSN, mysql_admin, require
+from tests.conftest import PG_ADMIN_DSN, create_pg_database, drop_pg_database, mysql_admin, require
 
 # --- controls: what the attack achieves when run directly ---------------------------------
 
@@ -85,12 +85,7 @@ def _pg_dsn(database: str) -> str:
 @pytest.fixture(scope="module")
 def pg_guard_db():
     """A throwaway database with a table, a sequence, a writing function and (if available) dblink."""
-    name = f"biapp_guard_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    try:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        require("PostgreSQL", exc)
+    name = create_pg_database("biapp_guard")
     dsn = _pg_dsn(name)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create table audit (id serial primary key)")
@@ -111,8 +106,7 @@ def pg_guard_db():
         except psycopg.Error:
             pass  # the dblink cases skip
     yield dsn
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(name)
 
 
 def _pg_count(conn) -> int:
