@@ -148,3 +148,39 @@ def test_paused_reports_and_manual_runs_are_left_alone(make_ctx, pg_data_databas
         assert paused.next_run_at is None
     assert dispatch_due_reports(make_ctx(), now=now + timedelta(days=3)) == []
     assert _executions(pg_session_factory) == []
+
+
+class RefusingPublisher:
+    """The broker is down: every publish raises, as pika does with the connection gone."""
+
+    def __init__(self):
+        self.attempts = 0
+
+    def send(self, actor_name, *args, delay_ms=None):
+        self.attempts += 1
+        raise ConnectionError("broker unreachable")
+
+
+def test_a_tick_whose_publish_fails_keeps_its_runs_and_the_sweeper_sends_them(
+    make_ctx, pg_data_database, pg_session_factory, settings, amqp
+):
+    from services.scheduler.sweep import sweep_stuck_executions
+
+    now = datetime.now(UTC)
+    owner, query = seed_query(pg_session_factory, pg_data_database, settings)
+    with transaction(pg_session_factory) as session:
+        report = add_report(session, owner, query, now=now)
+        report.next_run_at = now - timedelta(seconds=5)
+    down = make_ctx()
+    down.publisher = RefusingPublisher()
+
+    sent = dispatch_due_reports(down, now=now)  # must not raise: the rows are committed
+
+    assert len(sent) == 1 and down.publisher.attempts == 1
+    [execution] = _executions(pg_session_factory)
+    assert execution.status == "queued"
+    assert _rendered_messages(amqp) == 0
+
+    swept = sweep_stuck_executions(make_ctx(), now=now + timedelta(seconds=settings.stuck_queued_after_s + 1))
+    assert swept.requeued == [execution.id]
+    assert _rendered_messages(amqp) == 1
