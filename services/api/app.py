@@ -8,11 +8,13 @@ from datetime import timedelta
 import pika
 from flask import Flask
 from flask_smorest import Api
+from marshmallow import Schema, fields
 
 from services.api.errors import install_error_handlers
 from services.api.limits import limiter
 from services.api.ops.views import bp as ops_bp
 from services.api.ops.views import install_request_metrics
+from services.api.parsing import install_request_checks
 from services.api.runtime import ApiRuntime, close_db
 from services.api.security import install_jwt
 from shared.clock import Clock, SystemClock
@@ -49,6 +51,18 @@ def _blueprints() -> list:
         alerts,
         links,
     ]
+
+
+class ErrorSchema(Schema):
+    """What every error answers (services/api/errors.py); `errors`, keyed by field, for validation errors."""
+
+    code = fields.String(required=True, metadata={"description": "stable machine-readable code"})
+    message = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), metadata={"description": "field: [messages], for validation"})
+
+
+class BIAppApi(Api):
+    ERROR_SCHEMA = ErrorSchema
 
 
 def _broker_check(settings: Settings) -> Callable[[], None]:
@@ -110,9 +124,10 @@ def create_app(
         broker_ready=_broker_check(settings),
     )
     app.teardown_appcontext(close_db)
+    install_request_checks(app)
     install_jwt(app)
     limiter.init_app(app)
-    api = Api(app)
+    api = BIAppApi(app)
     for blueprint in _blueprints():
         api.register_blueprint(blueprint)
     app.register_blueprint(ops_bp)

@@ -77,7 +77,11 @@ def check_not_app_database(settings: Settings, kind: str, *, host=None, port=Non
     if app.get_backend_name() == "sqlite":
         if kind == "sqlite" and path is not None and app.database not in (None, "", ":memory:"):
             app_file = Path(app.database)
-            if app_file.exists() and Path(path).exists() and os.path.samefile(app_file, path):
+            try:
+                same = app_file.exists() and Path(path).exists() and os.path.samefile(app_file, path)
+            except OSError:  # a name too long to look up is no file at all, and so not the application's
+                same = False
+            if same:
                 raise DataSourceRefusedError("path", APP_DATABASE)
         return
     if kind != "postgresql" or (database or "") != (app.database or ""):

@@ -83,7 +83,7 @@ class Plan:
 def _zone(timezone: str) -> ZoneInfo:
     try:
         return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise QueryRejectedError(f"Unknown time zone {timezone!r}.") from None
 
 

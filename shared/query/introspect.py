@@ -58,12 +58,23 @@ def test_connection(source: DataSource, secrets: SecretBox, settings: Settings) 
     except sa.exc.DBAPIError as exc:
         reason = drivers.connect_failure_reason(exc)
         return TestResult(False, _without_password(reason, source, secrets), _ms(started))
+    except UnicodeError as exc:
+        # Raised before any connection: a host name the resolver cannot take ("a..b", IDNA-invalid).
+        return TestResult(False, _without_password(_unusable_settings(exc), source, secrets), _ms(started))
     return TestResult(True, None, _ms(started), warning)
+
+
+def _unusable_settings(exc: UnicodeError) -> str:
+    return f"the connection settings cannot be used: {exc}"
 
 
 def _test_sqlite(source: DataSource, settings: Settings, started: float) -> TestResult:
     path = resolve_sqlite_path(settings, source.path or "")
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except OSError as exc:  # a name longer than the file system takes, a directory that cannot be read
+        return TestResult(False, f"the SQLite file cannot be opened ({exc.strerror})", 0)
+    if not exists:
         return TestResult(False, "the SQLite file does not exist in the allowed directory", 0)
     try:
         connection = open_sqlite(settings, source.path or "", timeout=TEST_TIMEOUT_S)
@@ -99,10 +110,24 @@ def _inspector(engine: sa.Engine):
     except sa.exc.DBAPIError as exc:
         reason = drivers.connect_failure_reason(exc)
         raise DataSourceUnavailableError(f"Cannot read the data source: {reason}") from None
+    except UnicodeError as exc:
+        raise DataSourceUnavailableError(f"Cannot read the data source: {_unusable_settings(exc)}") from None
+
+
+def _unreadable(exc: sa.exc.DBAPIError) -> DataSourceUnavailableError:
+    """A data source's error, said as one: errors.py would take a bare DBAPIError for the application database's."""
+    return DataSourceUnavailableError(f"Cannot read the data source: {drivers.connect_failure_reason(exc)}")
 
 
 def list_tables(engine: sa.Engine) -> list[dict]:
     """Tables and views of every user schema, as `schema.table` where the source has schemas."""
+    try:
+        return _list_tables(engine)
+    except sa.exc.DBAPIError as exc:
+        raise _unreadable(exc) from None
+
+
+def _list_tables(engine: sa.Engine) -> list[dict]:
     inspector = _inspector(engine)
     default = inspector.default_schema_name
     schemas = [default] if engine.dialect.name != "postgresql" else inspector.get_schema_names()
@@ -140,12 +165,18 @@ def list_columns(engine: sa.Engine, table: str) -> list[dict]:
         columns = inspector.get_columns(name, schema=schema)
     except sa.exc.NoSuchTableError:
         raise NotFoundError(f"No table or view {table!r} in this data source.") from None
-    except sa.exc.DBAPIError:
+    except sa.exc.DBAPIError as exc:
+        if engine.dialect.name == "sqlite" and "unknown database" in str(exc.orig):
+            # "main.t" reads the main file; any other prefix names a database that is not attached.
+            raise NotFoundError(f"No table or view {table!r} in this data source.") from None
         if engine.dialect.name != "mysql":
-            raise
+            raise _unreadable(exc) from None
         # Reflecting a MySQL view runs SHOW CREATE, which needs SHOW VIEW; a SELECT-only user can still
         # read information_schema.
-        found = _mysql_columns(engine, schema, name)
+        try:
+            found = _mysql_columns(engine, schema, name)
+        except sa.exc.DBAPIError as again:
+            raise _unreadable(again) from None
         if not found:
             raise NotFoundError(f"No table or view {table!r} in this data source.") from None
         return found

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.api.pagination import PageArgs
-from services.api.reports.schemas import MAX_RECIPIENTS, ScheduleSchema, _clean_addresses
+from services.api.reports.schemas import MAX_RECIPIENTS, ScheduleSchema, recipient_list, unique_addresses
 from shared.alerts import parse_condition
 from shared.errors import FieldError
 from shared.models.alerts import ALERT_TRIGGERS, EVENT_STATES, NOTIFY_MODES
@@ -27,25 +27,17 @@ class AlertSchema(Schema):
         },
     )
     schedule = fields.Nested(ScheduleSchema, required=True)
-    recipients = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=MAX_RECIPIENTS))
-    cc = fields.List(fields.String(), load_default=list, validate=validate.Length(max=MAX_RECIPIENTS))
+    recipients = recipient_list(required=True, validate=validate.Length(min=1, max=MAX_RECIPIENTS))
+    cc = recipient_list(load_default=list, validate=validate.Length(max=MAX_RECIPIENTS))
     notify = fields.String(load_default="on_change", validate=validate.OneOf(NOTIFY_MODES))
     notify_on_recovery = fields.Boolean(load_default=False)
     notify_on_error = fields.Boolean(load_default=False)
     is_active = fields.Boolean(load_default=True)
-    next_run_at = fields.DateTime(dump_only=True)
-    last_state = fields.String(dump_only=True)
-    last_evaluated_at = fields.DateTime(dump_only=True)
+    next_run_at = fields.DateTime(dump_only=True, allow_none=True)
+    last_state = fields.String(dump_only=True, allow_none=True)
+    last_evaluated_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
-
-    @validates("recipients")
-    def _recipients(self, value, **kwargs):
-        _clean_addresses(value)
-
-    @validates("cc")
-    def _cc(self, value, **kwargs):
-        _clean_addresses(value)
 
     @validates_schema
     def _condition(self, data, **kwargs):
@@ -60,8 +52,8 @@ class AlertSchema(Schema):
     @post_load
     def _normalise(self, data, **kwargs):
         data["condition"] = parse_condition(data["condition"]).as_dict()
-        data["recipients"] = _clean_addresses(data["recipients"])
-        data["cc"] = _clean_addresses(data.get("cc") or [])
+        data["recipients"] = unique_addresses(data["recipients"])
+        data["cc"] = unique_addresses(data.get("cc") or [])
         return data
 
 

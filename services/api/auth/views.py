@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from flask import request
 from flask_jwt_extended import create_access_token, get_jwt
 from flask_limiter.util import get_remote_address
-from flask_smorest import Blueprint
 
 from services.api.auth.schemas import (
     LoginSchema,
@@ -18,6 +17,7 @@ from services.api.auth.schemas import (
     UserSchema,
 )
 from services.api.limits import limiter
+from services.api.parsing import Blueprint, text_problem
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
 from shared import users
@@ -33,7 +33,9 @@ def _login_email() -> str:
     except RecursionError:  # absurdly nested: the depth check answers 400
         body = None
     email = body.get("email") if isinstance(body, dict) else None
-    return users.normalise_email(email) if isinstance(email, str) else ""
+    if not isinstance(email, str) or text_problem(email):
+        return ""  # not an address at all (a lone surrogate cannot even be hashed): validation answers 422
+    return users.normalise_email(email)
 
 
 def _address_key() -> str:

@@ -7,10 +7,10 @@ may target a dashboard and then renders one section per widget, in order.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.parsing import Blueprint
 from services.api.runtime import db
 from services.api.security import get_owned, login_required, me, only_visible, visible_to
 from shared.errors import ConflictError, ValidationFailedError

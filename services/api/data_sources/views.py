@@ -11,25 +11,41 @@ superuser or file-reading login.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from pymysql.charset import charset_by_name
 
 from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.parsing import Blueprint, text_problem
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
-from shared.errors import ConflictError, NotFoundError
+from shared.errors import ConflictError, FieldError, NotFoundError
 from shared.models import DataSource, SavedQuery, SemanticEntity
 from shared.models.catalog import DATA_SOURCE_KINDS
 from shared.query import introspect
 from shared.security import bound_secrets
 
-# Connection options that cannot make the server read local files or reach other hosts.
-ALLOWED_OPTIONS = {
-    "postgresql": frozenset({"sslmode", "application_name", "target_session_attrs", "gssencmode"}),
-    "mysql": frozenset({"charset"}),
-    "sqlite": frozenset(),
+
+def _known_charset(value: str) -> None:
+    if charset_by_name(value) is None:  # PyMySQL fails with an AttributeError on a name it does not know
+        raise ValidationError("not a character set the driver knows")
+
+
+# Connection options that cannot make the server read local files or reach other hosts, and a check of
+# the value each takes (a string; one the driver would choke on is a 422 here, not a 500 at connect time).
+OPTION_VALUES = {
+    "postgresql": {
+        "sslmode": validate.OneOf(("disable", "allow", "prefer", "require", "verify-ca", "verify-full")),
+        "gssencmode": validate.OneOf(("disable", "prefer", "require")),
+        "target_session_attrs": validate.OneOf(
+            ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+        ),
+        "application_name": validate.Length(max=63),
+    },
+    "mysql": {"charset": _known_charset},
+    "sqlite": {},
 }
+ALLOWED_OPTIONS = {kind: frozenset(values) for kind, values in OPTION_VALUES.items()}
 
 blp = Blueprint("data_sources", __name__, url_prefix="/api/data-sources", description="Data sources (admin)")
 
@@ -45,7 +61,25 @@ class DataSourceSchema(Schema):
     password = fields.String(load_only=True, allow_none=True, validate=validate.Length(max=1024))
     has_password = fields.Method("_has_password", dump_only=True)
     path = fields.String(allow_none=True, validate=validate.Length(max=1024))
-    options = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
+    options = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={
+            "description": "driver options; postgresql: sslmode, gssencmode, target_session_attrs, "
+            "application_name; mysql: charset; sqlite: none",
+            "properties": {
+                "sslmode": {"type": "string", "enum": list(OPTION_VALUES["postgresql"]["sslmode"].choices)},
+                "gssencmode": {"type": "string", "enum": list(OPTION_VALUES["postgresql"]["gssencmode"].choices)},
+                "target_session_attrs": {
+                    "type": "string",
+                    "enum": list(OPTION_VALUES["postgresql"]["target_session_attrs"].choices),
+                },
+                "application_name": {"type": "string", "maxLength": 63},
+                "charset": {"type": "string", "example": "utf8mb4"},
+            },
+            "additionalProperties": False,
+        },
+    )
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
@@ -61,6 +95,16 @@ class DataSourceSchema(Schema):
                 f"unsupported option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed)) or 'none'}",
                 field_name="options",
             )
+        errors = {}
+        for name, value in (data.get("options") or {}).items():
+            try:
+                if not isinstance(value, str):
+                    raise ValidationError("must be a string")
+                OPTION_VALUES[data["kind"]][name](value)
+            except ValidationError as exc:
+                errors[f"options.{name}"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
         if data["kind"] == "sqlite":
             if not data.get("path"):
                 raise ValidationError("required for sqlite sources", field_name="path")
@@ -68,6 +112,22 @@ class DataSourceSchema(Schema):
             for name in ("host", "database"):
                 if not data.get(name):
                     raise ValidationError(f"required for {data['kind']} sources", field_name=name)
+            if not _resolvable_name(data["host"]):
+                raise ValidationError("not a valid host name or address", field_name="host")
+
+
+def _resolvable_name(host: str) -> bool:
+    """Whether the resolver can even be asked: "a..b", a 64-character label or a character IDNA refuses
+    makes getaddrinfo raise a UnicodeError, not a lookup failure. libpq takes a comma-separated list of hosts,
+    and a path (a Unix socket's directory) is not looked up."""
+    for part in host.split(","):
+        if part.startswith("/"):
+            continue
+        try:
+            part.encode("idna")
+        except UnicodeError:
+            return False
+    return True
 
 
 class TestResultSchema(Schema):
@@ -201,4 +261,7 @@ def list_tables(source_id):
 @login_required("admin")
 @blp.response(200, ColumnListSchema)
 def list_columns(source_id, table):
+    problem = text_problem(table)
+    if problem:
+        raise FieldError("table", problem)
     return {"items": introspect.list_columns(source_engines().get(get_source(source_id)), table)}

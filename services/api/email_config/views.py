@@ -7,10 +7,10 @@ saving it) and answers `ok` plus a precise `reason` when it fails.
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from services.api.limits import limiter
+from services.api.parsing import Blueprint
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
 from shared import email_configs

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import Response, stream_with_context
-from flask_smorest import Blueprint
 
 from services.api.executions.schemas import ExecutionSchema
+from services.api.parsing import Blueprint
 from services.api.runtime import db, runtime
 from services.api.security import get_owned, login_required
 from shared.errors import GoneError, NotFoundError

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from services.api.executions.views import stream_artifact
+from services.api.parsing import Blueprint
 from services.api.runtime import db, runtime
 from shared import links
 from shared.errors import GoneError

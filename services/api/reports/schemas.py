@@ -14,21 +14,30 @@ MAX_RECIPIENTS = 100
 MAX_NEXT_RUNS = 366
 
 
-def _clean_addresses(values: list[str]) -> list[str]:
+class EmailAddress(fields.String):
+    """One email address, normalised (the domain lower-cased); anything else is an error at its index."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return validate_email(text, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValidationError(f"{text!r}: {exc}") from None
+
+
+def recipient_list(**kwargs) -> fields.List:
+    """A list of email addresses: each item checked on its own, so an error names `field.<index>`."""
+    return fields.List(EmailAddress(metadata={"format": "email"}), **kwargs)
+
+
+def unique_addresses(values: list[str]) -> list[str]:
+    """The addresses in order, each once (compared case-insensitively)."""
     cleaned: list[str] = []
     seen: set[str] = set()
-    problems: list[str] = []
-    for value in values:
-        try:
-            address = validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            problems.append(f"{value!r}: {exc}")
-            continue
+    for address in values:
         if address.lower() not in seen:
             seen.add(address.lower())
             cleaned.append(address)
-    if problems:
-        raise ValidationError(problems)
     return cleaned
 
 
@@ -53,8 +62,8 @@ class ExecutionSummarySchema(Schema):
     status = fields.String()
     trigger = fields.String()
     scheduled_for = fields.DateTime()
-    finished_at = fields.DateTime()
-    error = fields.String()
+    finished_at = fields.DateTime(allow_none=True)
+    error = fields.String(allow_none=True)
 
 
 class ReportSchema(Schema):
@@ -65,8 +74,8 @@ class ReportSchema(Schema):
     saved_query_id = fields.UUID(allow_none=True, load_default=None)
     dashboard_id = fields.UUID(allow_none=True, load_default=None)
     schedule = fields.Nested(ScheduleSchema, required=True)
-    recipients = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=MAX_RECIPIENTS))
-    cc = fields.List(fields.String(), load_default=list, validate=validate.Length(max=MAX_RECIPIENTS))
+    recipients = recipient_list(required=True, validate=validate.Length(min=1, max=MAX_RECIPIENTS))
+    cc = recipient_list(load_default=list, validate=validate.Length(max=MAX_RECIPIENTS))
     formats = fields.List(
         fields.String(validate=validate.OneOf(FORMATS)), required=True, validate=validate.Length(min=1)
     )
@@ -75,18 +84,10 @@ class ReportSchema(Schema):
     send_if_empty = fields.Boolean(load_default=True)
     csv_bom = fields.Boolean(load_default=False)
     is_active = fields.Boolean(load_default=True)
-    next_run_at = fields.DateTime(dump_only=True)
+    next_run_at = fields.DateTime(dump_only=True, allow_none=True)
     last_execution = fields.Nested(ExecutionSummarySchema, dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
-
-    @validates("recipients")
-    def _recipients(self, value, **kwargs):
-        _clean_addresses(value)
-
-    @validates("cc")
-    def _cc(self, value, **kwargs):
-        _clean_addresses(value)
 
     @validates("subject")
     def _subject(self, value, **kwargs):
@@ -100,8 +101,8 @@ class ReportSchema(Schema):
 
     @post_load
     def _normalise(self, data, **kwargs):
-        data["recipients"] = _clean_addresses(data["recipients"])
-        data["cc"] = _clean_addresses(data.get("cc") or [])
+        data["recipients"] = unique_addresses(data["recipients"])
+        data["cc"] = unique_addresses(data.get("cc") or [])
         data["formats"] = list(dict.fromkeys(data["formats"]))
         return data
 
@@ -125,11 +126,14 @@ class _Moment(fields.Field):
             raise ValidationError(message)
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            if self.end_of_day and len(value.strip()) == 10:
+                moment += timedelta(days=1)
+            # In UTC, as the database compares it: 0001-01-01T00:00+14:00 or 9999-12-31 to= have no UTC instant.
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
         except ValueError:
             raise ValidationError(message) from None
-        if self.end_of_day and len(value.strip()) == 10:
-            moment += timedelta(days=1)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        except OverflowError:
+            raise ValidationError("must be between the years 1 and 9999 (in UTC)") from None
 
 
 class HistoryArgs(PageArgs):

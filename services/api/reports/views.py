@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask_smorest import Blueprint
 
 from services.api.executions.schemas import ExecutionSchema
 from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.parsing import Blueprint
 from services.api.reports.schemas import HistoryArgs, NextRunsArgs, NextRunSchema, ReportSchema, RunAcceptedSchema
 from services.api.runtime import db, runtime
 from services.api.security import get_owned, login_required, me, only_visible

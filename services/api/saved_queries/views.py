@@ -13,11 +13,11 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates_schema
 
 from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.parsing import Blueprint
 from services.api.runtime import close_db, db, runtime
 from services.api.security import get_owned, login_required, me, only_visible, visible_to
 from shared.errors import FieldError, PermissionDeniedError, QueryRejectedError, ValidationFailedError
@@ -86,7 +86,7 @@ DEFINITION_KEYS = ("dimensions", "measures", "filters", "order_by", "limit")
 
 
 class PreviewArgs(Schema):
-    timezone = fields.String(load_default="UTC")
+    timezone = fields.String(load_default="UTC", validate=validate.Length(min=1, max=64))
     limit = fields.Integer(load_default=PREVIEW_DEFAULT_ROWS, validate=validate.Range(min=1, max=PREVIEW_MAX_ROWS))
 
 

@@ -7,11 +7,11 @@ queries built on it fail at save time, not at 6 a.m. in a scheduled run.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.parsing import Blueprint
 from services.api.runtime import db
 from services.api.security import get_owned, login_required, me, only_visible
 from shared.errors import ConflictError, FieldError, ValidationFailedError

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from services.api.auth.schemas import UserSchema
 from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.parsing import Blueprint
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
 from shared import users
