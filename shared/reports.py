@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from shared import executions
 from shared.errors import FieldError
 from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport, User
 from shared.schedules import next_run, parse_schedule, upcoming
@@ -47,6 +48,17 @@ def apply_changes(report: ScheduledReport, data: dict, now: datetime) -> None:
         report.next_run_at = None
     elif schedule_changed or reactivated or report.next_run_at is None:
         report.next_run_at = compute_next_run(report, now)
+
+
+def update_report(session: Session, report: ScheduledReport, data: dict, now: datetime) -> int:
+    """Apply an edit; pausing the report also cancels its scheduled runs not yet started. Returns how many."""
+    was_active = report.is_active
+    apply_changes(report, data, now)
+    if was_active and not report.is_active:
+        return executions.cancel_unstarted(
+            session, report.id, now=now, reason="The report was paused before this run started."
+        )
+    return 0
 
 
 def last_executions(session: Session, report_ids: list) -> dict:

@@ -25,10 +25,17 @@ def bump(session: Session, execution_id: uuid.UUID, status: str, now: datetime) 
 
 
 def cancel_unstarted(session: Session, report_id: uuid.UUID, *, now: datetime, reason: str) -> int:
-    """Skip the report's runs that have not started (queued); returns how many."""
+    """Skip the report's scheduled runs that have not started (queued); returns how many.
+
+    Runs someone asked for by hand (run now, test) are theirs to keep.
+    """
     return session.execute(
         sa.update(ReportExecution)
-        .where(ReportExecution.report_id == report_id, ReportExecution.status == "queued")
+        .where(
+            ReportExecution.report_id == report_id,
+            ReportExecution.status == "queued",
+            ReportExecution.trigger == "schedule",
+        )
         .values(status="skipped", finished_at=now, error=reason)
         .execution_options(synchronize_session=False)
     ).rowcount

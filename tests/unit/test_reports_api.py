@@ -276,3 +276,29 @@ def test_a_template_that_would_fail_at_send_time_is_refused_when_saved(analyst, 
 def test_date_and_the_other_documented_variables_are_accepted(analyst, query_id):
     subject = "{{ report_name }} {{date}} {{ run_time }} {{ row_count }} {{ timezone }}"
     assert analyst.post("/api/scheduled-reports", json=body(query_id, subject=subject)).status_code == 201
+
+
+def test_pausing_a_report_skips_its_scheduled_runs_not_yet_started(harness, analyst, query_id):
+    report = analyst.post("/api/scheduled-reports", json=body(query_id)).get_json()
+    manual = analyst.post(f"/api/scheduled-reports/{report['id']}/run").get_json()["execution_id"]
+    with transaction(harness.session_factory) as session:
+        scheduled = ReportExecution(
+            report_id=uuid.UUID(report["id"]),
+            trigger="schedule",
+            status="queued",
+            scheduled_for=NOW,
+            queued_at=NOW,
+            recipients=[],
+        )
+        session.add(scheduled)
+        session.flush()
+        scheduled_id = scheduled.id
+
+    paused = analyst.put(f"/api/scheduled-reports/{report['id']}", json=body(query_id, is_active=False))
+
+    assert paused.status_code == 200 and paused.get_json()["next_run_at"] is None
+    with harness.session_factory() as session:
+        cancelled = session.get(ReportExecution, scheduled_id)
+        kept = session.get(ReportExecution, uuid.UUID(manual))
+    assert cancelled.status == "skipped" and "paused" in cancelled.error
+    assert kept.status == "queued", "a run someone asked for by hand is kept"

@@ -69,7 +69,7 @@ def update_report(data, report_id):
     session = db()
     report = _get(report_id, writable=True)
     reports.check_source(session, me(), data)
-    reports.apply_changes(report, data, runtime().clock.now())
+    reports.update_report(session, report, data, runtime().clock.now())
     session.commit()
     return _with_summary([report])[0]
 
