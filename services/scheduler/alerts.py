@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from services.scheduler.dispatch import BATCH, LOOKAHEAD, following_occurrence, upsert_insert
+from shared import executions
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.messaging import DELIVER_ALERT, EVALUATE_ALERT, publish_after_commit
@@ -141,22 +142,28 @@ def _requeue_stuck(ctx: WorkerContext, now: datetime) -> list[Queued]:
 
 
 def _undelivered(ctx: WorkerContext, now: datetime) -> list[uuid.UUID]:
-    """Events with recipients still to reach whose worker died (lease run out: at once) or whose message
-    was lost (nobody touched them for longer than any retry backoff)."""
+    """Events with recipients still to reach whose worker stopped renewing its lease, or whose message
+    was lost (nobody touched them for longer than any retry backoff).
+
+    An expired lease first gets one more period (`grant_grace`): right after a database outage a live
+    mailer's lease looks expired too, and it must keep its event; a dead one's is taken over after it.
+    """
     quiet = now - max(REQUEUE_AFTER, timedelta(seconds=ctx.settings.max_backoff_s + 120))
     with transaction(ctx.session_factory) as session:
-        return list(
-            session.execute(
-                sa.select(AlertDelivery.event_id)
-                .join(AlertEvent, AlertEvent.id == AlertDelivery.event_id)
-                .where(
-                    AlertDelivery.status.in_(("pending", "sending")),
-                    sa.or_(
-                        AlertEvent.lease_expires_at < now,
-                        sa.and_(AlertEvent.lease_expires_at.is_(None), AlertDelivery.updated_at < quiet),
-                    ),
-                )
-                .distinct()
-                .limit(BATCH)
-            ).scalars()
-        )
+        rows = session.execute(
+            sa.select(AlertDelivery.event_id, AlertEvent.lease_expires_at)
+            .join(AlertEvent, AlertEvent.id == AlertDelivery.event_id)
+            .where(
+                AlertDelivery.status.in_(("pending", "sending")),
+                sa.or_(
+                    AlertEvent.lease_expires_at < now,
+                    sa.and_(AlertEvent.lease_expires_at.is_(None), AlertDelivery.updated_at < quiet),
+                ),
+            )
+            .distinct()
+            .limit(BATCH)
+        ).all()
+        for event_id, lease_expires_at in rows:
+            if lease_expires_at is not None:
+                executions.grant_grace(session, event_id, now=now, ttl_s=ctx.settings.lease_ttl_s, model=AlertEvent)
+        return [event_id for event_id, _ in rows]

@@ -3,9 +3,11 @@
 Messages can be lost (a publish that failed after the commit) and workers can die
 (SIGKILL, out of memory) while holding a run. A worker holds a run under a lease
 renewed by a heartbeat (shared/executions/leases.py): once a minute this sweeper
-takes over every `running` or `sending` run whose lease has run out (at once, not
-after a time limit), re-publishes runs whose message was lost, and fails, with an
-error a user can read, what has been tried often enough or overran its time limit.
+takes over every `running` or `sending` run whose lease has run out (not after a time
+limit; a `sending` run's mailer first gets one more lease period to renew, since right
+after a database outage a live mailer's lease looks expired too), re-publishes runs
+whose message was lost, and fails, with an error a user can read, what has been tried
+often enough or overran its time limit.
 
 Each verdict is a guarded UPDATE on rows locked FOR UPDATE SKIP LOCKED, so several
 scheduler replicas sweeping at once act on each execution once; messages go out
@@ -180,7 +182,11 @@ def _judge_sending(session: Session, settings: Settings, execution: ReportExecut
         if executions.close_from_ledger(session, execution.id, now=now, abandoned=True):
             result.failed.append(execution.id)
     elif lease_expired(execution, now) and executions.bump(session, execution.id, "sending", now):
-        # A mailer died mid-send: resume at once (the ledger sends only to recipients not yet reached).
+        # Its mailer stopped renewing: it died, or the database was away and it could not. Right after
+        # an outage a live mailer may still hold copies the server accepted but the ledger does not show
+        # yet, so it gets one more lease period to renew (the message then waits for it); a dead one is
+        # taken over when that period ends (the ledger sends only to recipients not yet reached).
+        executions.grant_grace(session, execution.id, now=now, ttl_s=settings.lease_ttl_s)
         result.redelivered.append(execution.id)
     elif executions.bump(session, execution.id, "sending", now):
         # The mailer's ledger sends only to recipients not yet reached.

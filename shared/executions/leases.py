@@ -5,8 +5,9 @@ id) and `lease_expires_at`; an alert event's delivery holds the same lease on it
 A live worker renews it every third of BIAPP_LEASE_TTL_S from a
 background thread, whatever the work is doing, so a slow render or a slow SMTP server never
 loses it. A worker that died (SIGKILL, out of memory, a lost node) stops renewing; once the
-lease has expired a redelivered message or the sweeper takes the run over at once, without
-waiting for any time limit.
+lease has expired a redelivered message takes the run over at once, without waiting for any time
+limit; the sweeper, which cannot tell a dead worker from one that could not reach the database,
+first grants the lease one more period (`grant_grace`).
 
 A claim is one guarded UPDATE: it succeeds for one worker only. It answers what the caller
 should do with its message: work (`ours`), come back when the lease runs out (`busy`), come
@@ -52,54 +53,34 @@ def _lease_free(now: datetime, worker: str, model=ReportExecution):
 
 def claim_render(session: Session, execution_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float) -> Claim:
     """queued (and due) -> running, or take over a `running` run whose lease expired; counts an attempt."""
-    taken = session.execute(
-        sa.update(ReportExecution)
-        .where(
-            ReportExecution.id == execution_id,
-            sa.or_(
-                # Never before its instant: a delayed message that arrives early waits.
-                sa.and_(ReportExecution.status == "queued", ReportExecution.scheduled_for <= now),
-                sa.and_(ReportExecution.status == "running", _lease_free(now, worker)),
-            ),
-        )
-        .values(
-            status="running",
-            started_at=now,
-            attempts=ReportExecution.attempts + 1,
-            lease_owner=worker,
-            lease_expires_at=_expiry(now, ttl_s),
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    execution = session.get(ReportExecution, execution_id, populate_existing=True)
-    if taken:
-        return Claim("ours", execution=execution)
-    return _why_not(execution, now, working="running")
+    # Never before its instant: a delayed message that arrives early waits.
+    due = sa.and_(ReportExecution.status == "queued", ReportExecution.scheduled_for <= now)
+    values = {"started_at": now, "attempts": ReportExecution.attempts + 1}
+    return _claim(session, execution_id, due, "running", worker=worker, now=now, ttl_s=ttl_s, values=values)
 
 
 def claim_send(session: Session, execution_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float) -> Claim:
     """rendered -> sending, or resume a `sending` run whose lease is free or ours."""
+    values = {"sending_at": sa.func.coalesce(ReportExecution.sending_at, now)}
+    rendered = ReportExecution.status == "rendered"
+    return _claim(session, execution_id, rendered, "sending", worker=worker, now=now, ttl_s=ttl_s, values=values)
+
+
+def _claim(session, execution_id, entry, working: str, *, worker: str, now: datetime, ttl_s: float, values: dict):
+    """One guarded UPDATE: enter `working` from `entry`, or take over `working` whose lease is free."""
     taken = session.execute(
         sa.update(ReportExecution)
         .where(
             ReportExecution.id == execution_id,
-            sa.or_(
-                ReportExecution.status == "rendered",
-                sa.and_(ReportExecution.status == "sending", _lease_free(now, worker)),
-            ),
+            sa.or_(entry, sa.and_(ReportExecution.status == working, _lease_free(now, worker))),
         )
-        .values(
-            status="sending",
-            sending_at=sa.func.coalesce(ReportExecution.sending_at, now),
-            lease_owner=worker,
-            lease_expires_at=_expiry(now, ttl_s),
-        )
+        .values(status=working, lease_owner=worker, lease_expires_at=_expiry(now, ttl_s), **values)
         .execution_options(synchronize_session=False)
     ).rowcount
     execution = session.get(ReportExecution, execution_id, populate_existing=True)
     if taken:
         return Claim("ours", execution=execution)
-    return _why_not(execution, now, working="sending")
+    return _why_not(execution, now, working=working)
 
 
 def _why_not(execution: ReportExecution | None, now: datetime, *, working: str) -> Claim:
@@ -145,6 +126,25 @@ def renew(
         session.execute(
             sa.update(model)
             .where(model.id == object_id, model.lease_owner == worker)
+            .values(lease_expires_at=_expiry(now, ttl_s))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
+
+
+def grant_grace(session: Session, object_id: uuid.UUID, *, now: datetime, ttl_s: float, model=ReportExecution) -> bool:
+    """Give a lease that ran out one more period from `now`, keeping its owner; False if it had not run out.
+
+    An expired lease proves its holder dead only while the database was reachable: during an outage
+    nobody can renew, so right after one a live worker's lease looks expired too. A takeover decided
+    from such a lease (the sweeper's) grants this grace first: a live holder renews within a third
+    of the period and keeps its run (the re-published message finds it `busy` and waits); a dead one
+    does not, and the run is taken over when the grace ends.
+    """
+    return bool(
+        session.execute(
+            sa.update(model)
+            .where(model.id == object_id, model.lease_expires_at < now)
             .values(lease_expires_at=_expiry(now, ttl_s))
             .execution_options(synchronize_session=False)
         ).rowcount
