@@ -26,8 +26,9 @@ test: install services
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
-## Long fault soaks (90 s broker and database outages under a real `biapp scheduler`), on a PostgreSQL
-## cluster and a RabbitMQ node the tests start themselves; the machine's shared ones are never stopped.
+## Long fault soaks (90 s broker and database outages, SMTP down, scheduler and repeated mailer kills) with
+## real `biapp` processes, on a PostgreSQL cluster and a RabbitMQ node the tests start themselves; the
+## machine's shared ones are never stopped.
 chaos: install services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -s tests/fault -m chaos
 
