@@ -24,7 +24,8 @@ from shared.errors import BIAppError
 from shared.executions import planned_recipients
 from shared.messaging import DELIVER_ALERT, publish_after_commit
 from shared.models import Alert, AlertDelivery, AlertEvent, SavedQuery
-from shared.query.engine import open_stream
+from shared.outages import is_database_outage
+from shared.query.engine import prepare, stream_prepared
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,10 @@ class Result:
 
 
 def evaluate_event(ctx: WorkerContext, event_id: str) -> str | None:
-    """Evaluate a pending event; returns its new state, or None when there was nothing to do."""
+    """Evaluate a pending event; returns its new state, or None when there was nothing to do.
+
+    The query is planned in one short transaction and runs with no application connection held.
+    """
     event_uuid = uuid.UUID(event_id)
     extra = {"event_id": event_id}
     with ctx.session_factory() as session:
@@ -53,39 +57,49 @@ def evaluate_event(ctx: WorkerContext, event_id: str) -> str | None:
         if alert is None:
             return None
         extra["alert_id"] = str(alert.id)
-        result = _run(ctx, session, alert)
+        planned = _plan(ctx, session, alert)
+        session.expunge_all()
+    result = planned if isinstance(planned, Result) else _run(ctx, alert, *planned)
     state = _record(ctx, event_uuid, result)
     if state is not None:
         log.info("alert evaluated: %s", state, extra=extra)
     return state
 
 
-def _run(ctx: WorkerContext, session, alert: Alert) -> Result:
+def _plan(ctx: WorkerContext, session, alert: Alert):
+    """(condition, prepared query) for the alert, or the error Result when it cannot run."""
     try:
         condition = alerts.parse_condition(alert.condition)
         query = session.get(SavedQuery, alert.saved_query_id)
         if query is None:
             raise alerts.ConditionFailedError("The alert's saved query no longer exists.")
         access.check_report_sources(session, alert.owner_id, query=query)
-        with open_stream(
-            session,
-            query,
-            engines=ctx.engines,
-            settings=ctx.settings,
-            timezone=alert.timezone or "UTC",
-            now=ctx.clock.now(),
-            max_rows=sys.maxsize,  # the count must be exact; rows are never held
-        ) as stream:
-            outcome = alerts.evaluate(condition, stream.columns, stream)
-    except access.RunNotAllowedError as exc:
-        return Result("error", error=exc.message, message=f"The alert was not evaluated: {exc.message}", notify=False)
-    except BIAppError as exc:
-        return Result("error", error=exc.message, message=f"The alert could not be evaluated: {exc.message}")
+        prepared = prepare(session, query, engines=ctx.engines, timezone=alert.timezone or "UTC", now=ctx.clock.now())
     except Exception as exc:
-        log.exception("alert evaluation failed", extra={"alert_id": str(alert.id)})
-        text = f"Evaluating the alert failed ({type(exc).__name__})."
-        return Result("error", error=text, message=text)
+        return _error(alert, exc)
+    return condition, prepared
+
+
+def _run(ctx: WorkerContext, alert: Alert, condition, prepared) -> Result:
+    try:
+        # The count must be exact; rows are never held.
+        with stream_prepared(prepared, settings=ctx.settings, max_rows=sys.maxsize) as stream:
+            outcome = alerts.evaluate(condition, stream.columns, stream)
+    except Exception as exc:
+        return _error(alert, exc)
     return Result("true" if outcome.met else "false", outcome.observed, outcome.row_count, outcome.message)
+
+
+def _error(alert: Alert, exc: Exception) -> Result:
+    if isinstance(exc, access.RunNotAllowedError):
+        return Result("error", error=exc.message, message=f"The alert was not evaluated: {exc.message}", notify=False)
+    if isinstance(exc, BIAppError):
+        return Result("error", error=exc.message, message=f"The alert could not be evaluated: {exc.message}")
+    if is_database_outage(exc):
+        raise exc  # the application database: retried, the event stays pending
+    log.exception("alert evaluation failed", extra={"alert_id": str(alert.id)}, exc_info=exc)
+    text = f"Evaluating the alert failed ({type(exc).__name__})."
+    return Result("error", error=text, message=text)
 
 
 def _record(ctx: WorkerContext, event_id: uuid.UUID, result: Result) -> str | None:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
 from shared.models import AlertDelivery, AlertEvent, ReportExecution
+from shared.outages import is_database_outage
 
 log = logging.getLogger(__name__)
 
@@ -211,5 +212,11 @@ class LeaseKeeper:
                 if not self.beat():
                     log.warning("lease lost", extra={"execution_id": str(self.execution_id)})
                     return
-            except Exception:  # a database blip: the next beat tries again
-                log.warning("could not renew the lease", exc_info=True, extra={"execution_id": str(self.execution_id)})
+            except Exception as exc:  # a database blip: the next beat tries again
+                outage = is_database_outage(exc)  # expected during an outage: one line, no traceback
+                log.warning(
+                    "could not renew the lease%s",
+                    " (database unreachable)" if outage else "",
+                    exc_info=not outage,
+                    extra={"execution_id": str(self.execution_id)},
+                )
