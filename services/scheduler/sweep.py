@@ -157,14 +157,20 @@ def _judge_running(session: Session, settings: Settings, execution: ReportExecut
     elif lost:
         if execution.attempts > settings.render_max_retries or execution.enqueue_count >= MAX_ENQUEUES:
             _fail(session, execution, now, result, _render_lost(execution, settings))
+        elif execution.lease_expires_at is not None:
+            # Its renderer stopped renewing: it died, or the database was away and it could not. It gets one
+            # more lease period (a live one renews and keeps its render); the re-published message takes the
+            # run over when that period ends if nobody renewed it.
+            executions.grant_grace(session, execution.id, now=now, ttl_s=settings.lease_ttl_s)
+            if executions.bump(session, execution.id, "running", now):
+                result.requeued.append(execution.id)
         elif executions.move(
             session,
             execution.id,
             expected="running",
             target="queued",
             now=now,
-            error="The renderer stopped without finishing (its worker stopped renewing the run's lease); "
-            "the run was queued again.",
+            error="The renderer stopped without finishing (no result within the time limit); the run was queued again.",
             enqueue_count=ReportExecution.enqueue_count + 1,
         ):
             result.requeued.append(execution.id)

@@ -108,8 +108,13 @@ def test_a_run_nobody_ever_picks_up_is_failed_with_a_clear_error(make_ctx, pg_se
     assert "never started" in execution.error and "renderer" in execution.error
 
 
-def test_a_render_whose_lease_ran_out_is_queued_again_at_once(make_ctx, pg_session_factory, report_id, amqp):
-    """A worker that died stops renewing its lease: the run is taken over without waiting for any time limit."""
+def test_a_render_whose_lease_ran_out_is_handed_on_after_one_more_lease_period(
+    make_ctx, pg_session_factory, settings, report_id, amqp
+):
+    """A renderer that stopped renewing is taken over without waiting for any time limit; it first gets one
+    more lease period, because right after a database outage a live renderer's lease looks expired too."""
+    from services.renderer.render import render_execution
+
     now = datetime.now(UTC)
     dead = insert_execution(
         pg_session_factory,
@@ -132,14 +137,25 @@ def test_a_render_whose_lease_ran_out_is_queued_again_at_once(make_ctx, pg_sessi
         lease_expires_at=now + timedelta(seconds=20),
     )
 
-    result = sweep_stuck_executions(make_ctx())
+    result = sweep_stuck_executions(make_ctx(), now=now)
 
     assert result.requeued == [dead]
     execution = load(pg_session_factory, dead)
-    assert execution.status == "queued" and execution.enqueue_count == 2 and execution.lease_owner is None
-    assert "stopped without finishing" in execution.error
+    assert execution.status == "running" and execution.enqueue_count == 2
+    assert execution.lease_owner == "renderer-1:dead" and execution.lease_expires_at > now, "one more period"
     assert load(pg_session_factory, alive).status == "running"
     assert queue_depth(amqp, QUEUE_RENDERER) == 1
+
+    # Nobody renewed it: the message that arrives when the period is over takes the run over.
+    with transaction(pg_session_factory) as session:
+        session.execute(
+            sa.update(ReportExecution)
+            .where(ReportExecution.id == dead)
+            .values(lease_expires_at=now - timedelta(seconds=1))
+        )
+    render_execution(make_ctx(), str(dead))
+    execution = load(pg_session_factory, dead)
+    assert execution.status == "rendered" and execution.attempts == 2
 
 
 def test_a_render_without_a_lease_past_its_time_limit_is_queued_again(
