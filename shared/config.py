@@ -61,6 +61,8 @@ class Settings:
     connection_test_rate_limit: str = "10 per minute"
     lease_ttl_s: int = 30
     mail_retry_window_s: int = 3600
+    webhook_timeout_s: int = 10
+    slack_api_url: str = "https://slack.com/api/"
 
     @property
     def outbound_policy(self) -> OutboundPolicy:
@@ -163,6 +165,10 @@ def _public_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _slack_api_url(raw: str) -> str:
+    return _public_url(raw) + "/"
+
+
 def _hosts(raw: str) -> tuple[str, ...]:
     return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
 
@@ -227,6 +233,8 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_CONNECTION_TEST_RATE_LIMIT": ("connection_test_rate_limit", _rate, False),
     "BIAPP_LEASE_TTL_S": ("lease_ttl_s", _int(3, 600), False),
     "BIAPP_MAIL_RETRY_WINDOW_S": ("mail_retry_window_s", _int(60, 7 * 86400), False),
+    "BIAPP_WEBHOOK_TIMEOUT_S": ("webhook_timeout_s", _int(1, 120), False),
+    "BIAPP_SLACK_API_URL": ("slack_api_url", _slack_api_url, False),
 }
 
 SETTING_NAMES = tuple(_SPEC)

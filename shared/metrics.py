@@ -18,7 +18,9 @@ RENDER_ROWS = Histogram(
     "Rows per rendered report",
     buckets=(0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000),
 )
-DELIVERIES = Counter("biapp_deliveries_total", "Emails by outcome", ["outcome"])
+DELIVERIES = Counter(
+    "biapp_deliveries_total", "Deliveries by outcome and channel (email, webhook, slack, teams)", ["outcome", "channel"]
+)
 SCHEDULER_LAG = Histogram(
     "biapp_scheduler_lag_seconds",
     "Start of a scheduled run minus its scheduled time",

@@ -6,6 +6,7 @@ import dramatiq
 from dramatiq.middleware import TimeLimitExceeded
 
 from services.mailer.alert_mail import RetryAlertDelivery, deliver_event
+from services.mailer.channels import build_channels
 from services.mailer.deliver import RetryDelivery, deliver_execution
 from services.mailer.transport import SmtplibTransport, Transport
 from shared import outages
@@ -18,9 +19,10 @@ def register(
 ) -> dict[str, dramatiq.Actor]:
     settings = ctx.settings
     smtp = transport or SmtplibTransport()
+    channels = build_channels(settings, smtp)
 
     def deliver_report(execution_id: str) -> None:
-        deliver_execution(ctx, smtp, execution_id)
+        deliver_execution(ctx, smtp, execution_id, channels)
 
     # "Some recipients are still pending" (or a send cut off by the time limit) is worth another go;
     # the ledger makes the retry send to those recipients only, and BIAPP_MAIL_RETRY_WINDOW_S (checked
@@ -40,7 +42,7 @@ def register(
     )
 
     def deliver_alert(event_id: str) -> None:
-        deliver_event(ctx, smtp, event_id)
+        deliver_event(ctx, smtp, event_id, channels)
 
     alert_actor = dramatiq.actor(
         deliver_alert,

@@ -1,8 +1,9 @@
-"""Deliver one alert event: one private message per recipient over one SMTP session.
+"""Deliver one alert event to its destinations: one private email per recipient over one SMTP
+session, and one message per webhook, Slack or Teams destination (services/mailer/sending.py).
 
 The same lease-and-ledger scheme as a report run (shared/executions): the worker takes
 the event's delivery lease (renewed by a heartbeat, taken over as soon as it runs out),
-sends to the ledger rows (AlertDelivery, one per recipient) still `pending`, and marks
+sends to the ledger rows (AlertDelivery, one per destination) still `pending`, and marks
 each `sent` in its own commit right after the server accepted it, retrying that write
 while the database is away; a redelivered or duplicated message finds nothing pending
 and sends nothing. Transient failures leave rows `pending` for a retry with backoff
@@ -18,16 +19,22 @@ import uuid
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import dramatiq
 import sqlalchemy as sa
 
-from services.mailer.compose import MailContent, PreparedMail, compose_body, message_id_for, subject_line
-from services.mailer.transport import SendRefused, SmtpFailure, Transport
+from services.mailer.channels import build_channels
+from services.mailer.channels.base import Job
+from services.mailer.channels.email import EmailJob
+from services.mailer.compose import MailContent, PreparedMail, compose_body, subject_line
+from services.mailer.content import alert_notification
+from services.mailer.deliver import load_secrets
+from services.mailer.sending import PassResult, as_targets, deliver_pass, retry_delay_ms
+from services.mailer.transport import Transport
 from shared import alerts, email_configs, executions
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import PermanentError
 from shared.messaging import DELIVER_ALERT, publish_after_commit
-from shared.metrics import DELIVERIES
 from shared.models import Alert, AlertDelivery, AlertEvent
 from shared.outages import is_database_outage
 
@@ -52,12 +59,11 @@ HEADLINES = {
 }
 
 
-class RetryAlertDelivery(Exception):
-    """Some recipients hit a transient failure; Dramatiq retries the message with backoff."""
+class RetryAlertDelivery(dramatiq.Retry):
+    """Some destinations hit a transient failure; Dramatiq retries the message (after `delay` ms if given)."""
 
-
-# How long an accepted copy's record is retried before the worker gives up (and crashes loudly).
-RECORD_PATIENCE_S = 600
+    def __init__(self, message: str, delay: int | None = None):
+        super().__init__(message, delay=delay)
 
 
 def content_for(ctx: WorkerContext, alert: Alert, event: AlertEvent) -> MailContent:
@@ -82,35 +88,25 @@ def content_for(ctx: WorkerContext, alert: Alert, event: AlertEvent) -> MailCont
     return MailContent(subject, text, html)
 
 
-def _pending(ctx: WorkerContext, event_id: uuid.UUID) -> list[tuple[uuid.UUID, str, str]]:
-    """Recipients not yet reached (`sending` rows are left by the claim scheme of older versions)."""
-    with ctx.session_factory() as session:
-        return [
-            tuple(row)
-            for row in session.execute(
-                sa.select(AlertDelivery.id, AlertDelivery.recipient, AlertDelivery.kind)
-                .where(AlertDelivery.event_id == event_id, AlertDelivery.status.in_(("pending", "sending")))
-                .order_by(AlertDelivery.kind.desc(), AlertDelivery.recipient)
-            ).all()
-        ]
-
-
-def _set(ctx: WorkerContext, delivery_ids, status: str, *, error: str | None = None, message_id=None) -> None:
+def _record(
+    ctx: WorkerContext, delivery_id, status: str, *, error=None, answer=None, message_id=None, next_attempt_at=None
+) -> None:
     with transaction(ctx.session_factory) as session:
-        for delivery_id in delivery_ids:
-            executions.record_delivery(
-                session,
-                delivery_id,
-                status,
-                now=ctx.clock.now(),
-                error=error,
-                message_id=message_id,
-                model=AlertDelivery,
-            )
+        executions.record_delivery(
+            session,
+            delivery_id,
+            status,
+            now=ctx.clock.now(),
+            error=error,
+            answer=answer,
+            message_id=message_id,
+            next_attempt_at=next_attempt_at,
+            model=AlertDelivery,
+        )
 
 
-def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str) -> int:
-    """Send the event's notification to everyone not yet reached; returns how many copies went out."""
+def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str, channels=None) -> int:
+    """Send the event's notification to every destination not yet reached; returns how many copies went out."""
     event_uuid = uuid.UUID(event_id)
     extra = {"event_id": event_id}
     worker = executions.new_token(ctx.worker_id)
@@ -135,7 +131,7 @@ def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str) -> in
     )
     try:
         with lease:
-            return _send(ctx, transport, event_uuid, lease, extra)
+            return _send(ctx, channels or build_channels(ctx.settings, transport), event_uuid, lease, extra)
     finally:
         try:
             with transaction(ctx.session_factory) as session:
@@ -145,72 +141,65 @@ def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str) -> in
                 raise
 
 
-def _send(ctx: WorkerContext, transport: Transport, event_uuid: uuid.UUID, lease, extra: dict) -> int:
-    claimed = _pending(ctx, event_uuid)
-    if not claimed:
-        return 0
-    ids = [row[0] for row in claimed]
-    try:
-        with ctx.session_factory() as session:
-            event = session.get(AlertEvent, event_uuid)
-            alert = session.get(Alert, event.alert_id) if event is not None else None
-            if alert is None:
-                return 0  # deleted meanwhile, ledger and all
-            config = email_configs.effective(session, alert.owner_id)
-            smtp = email_configs.sending_settings(session, ctx.settings, ctx.secrets, config)
-            mail = PreparedMail(
-                content_for(ctx, alert, event),
-                sender=config.from_address,
-                sender_name=config.from_name,
-                reply_to=config.reply_to,
-            )
-            sender = config.from_address
-    except PermanentError as exc:
-        _set(ctx, ids, "failed", error=exc.message)
-        DELIVERIES.labels("failed").inc(len(ids))
-        return 0
-    try:
-        smtp_session = transport.open(smtp)
-    except SmtpFailure as exc:
-        return _session_failed(ctx, event_uuid, ids, exc, extra)
-    sent = 0
-    try:
-        for index, (delivery_id, recipient, kind) in enumerate(claimed):
-            if lease.lost:
-                log.warning("lease lost; another worker resumes the delivery", extra=extra)
-                return sent
-            message_id = message_id_for(delivery_id, sender)
-            raw = mail.for_recipient(recipient, kind=kind, now=ctx.clock.now(), message_id=message_id)
+def _prepare(ctx: WorkerContext, event_uuid: uuid.UUID):
+    """The job and the rows due now (`sending` rows are left by the claim scheme of older versions),
+    plus the instants of rows waiting for a Retry-After; (None, [], []) when the alert is gone."""
+    now = ctx.clock.now()
+    with ctx.session_factory() as session:
+        pending = list(
+            session.execute(
+                sa.select(AlertDelivery)
+                .where(AlertDelivery.event_id == event_uuid, AlertDelivery.status.in_(("pending", "sending")))
+                .order_by(AlertDelivery.kind.desc(), AlertDelivery.recipient)
+            ).scalars()
+        )
+        due = [d for d in pending if d.next_attempt_at is None or d.next_attempt_at <= now]
+        waiting = [d.next_attempt_at for d in pending if d not in due]
+        event = session.get(AlertEvent, event_uuid)
+        alert = session.get(Alert, event.alert_id) if event is not None else None
+        if alert is None or not due:
+            return None, [], waiting if alert is not None else []
+        mail = content_for(ctx, alert, event)
+        job = Job(notification=alert_notification(ctx, alert, event, mail.subject), now=now)
+        if any(d.channel == "email" for d in due):
             try:
-                smtp_session.send(raw, sender, recipient)
-            except SendRefused as exc:
-                _set(ctx, [delivery_id], "failed" if exc.permanent else "pending", error=str(exc))
-                DELIVERIES.labels("refused" if exc.permanent else "deferred").inc()
-                continue
-            except SmtpFailure as exc:
-                return sent + _session_failed(ctx, event_uuid, ids[index:], exc, extra)
-            executions.record_accepted(
-                lambda d=delivery_id, m=message_id: _set(ctx, [d], "sent", message_id=m),
-                patience_s=RECORD_PATIENCE_S,
-                extra=extra,
-            )
-            DELIVERIES.labels("sent").inc()
-            sent += 1
-    finally:
-        smtp_session.close()
-    _retry_or_close(ctx, event_uuid, extra)
-    return sent
+                config = email_configs.effective(session, alert.owner_id)
+                smtp = email_configs.sending_settings(session, ctx.settings, ctx.secrets, config)
+                prepared = PreparedMail(
+                    mail, sender=config.from_address, sender_name=config.from_name, reply_to=config.reply_to
+                )
+                job.email = EmailJob(smtp=smtp, sender=config.from_address, mail=prepared)
+            except PermanentError as exc:
+                job.email_error = exc.message
+        secrets = load_secrets(ctx, session, {d.destination_id for d in due if d.channel != "email"})
+        targets = as_targets(due, secrets)
+    usable = []
+    for target in targets:
+        problem = None
+        if target.channel != "email" and not target.secret:
+            problem = "the destination was removed from the alert"
+        elif "unreadable" in target.secret:
+            problem = target.secret["unreadable"]
+        if problem:
+            _record(ctx, target.delivery_id, "failed", error=problem)
+        else:
+            usable.append(target)
+    return job, usable, waiting
 
 
-def _session_failed(ctx, event_id, ids, failure: SmtpFailure, extra: dict) -> int:
-    DELIVERIES.labels("failed" if failure.permanent else "deferred").inc(len(ids))
-    _set(ctx, ids, "failed" if failure.permanent else "pending", error=failure.message)
-    log.warning("SMTP session failed (%s): %s", failure.reason, failure.message, extra=extra)
-    _retry_or_close(ctx, event_id, extra)
-    return 0
+def _send(ctx: WorkerContext, channels, event_uuid: uuid.UUID, lease, extra: dict) -> int:
+    job, targets, waiting = _prepare(ctx, event_uuid)
+    result = PassResult()
+    if job is not None and targets:
+        result = deliver_pass(channels, job, targets, lease, record=lambda *a, **k: _record(ctx, *a, **k), extra=extra)
+        if result.lease_lost:
+            return result.sent
+    if result.transient_left or waiting:
+        _retry_or_give_up(ctx, event_uuid, result, waiting, extra)
+    return result.sent
 
 
-def _retry_or_close(ctx: WorkerContext, event_id: uuid.UUID, extra: dict) -> None:
+def _retry_or_give_up(ctx: WorkerContext, event_id: uuid.UUID, result: PassResult, waiting, extra: dict) -> None:
     """Pending rows left: retry while the event is inside its retry window, else give them up as failed."""
     with transaction(ctx.session_factory) as session:
         pending = AlertDelivery.event_id == event_id, AlertDelivery.status.in_(("pending", "sending"))
@@ -219,7 +208,9 @@ def _retry_or_close(ctx: WorkerContext, event_id: uuid.UUID, extra: dict) -> Non
         since = session.execute(
             sa.select(AlertEvent.delivering_since).where(AlertEvent.id == event_id)
         ).scalar_one_or_none()
-        if since is None or ctx.clock.now() - since >= timedelta(seconds=ctx.settings.mail_retry_window_s):
+        now = ctx.clock.now()
+        window = timedelta(seconds=ctx.settings.mail_retry_window_s)
+        if since is None or now - since >= window:
             session.execute(
                 sa.update(AlertDelivery)
                 .where(*pending)
@@ -228,5 +219,6 @@ def _retry_or_close(ctx: WorkerContext, event_id: uuid.UUID, extra: dict) -> Non
             )
             log.warning("alert delivery gave up: the retry window (BIAPP_MAIL_RETRY_WINDOW_S) is over", extra=extra)
             return
-    log.warning("alert delivery will retry for recipients not yet reached", extra=extra)
-    raise RetryAlertDelivery(str(event_id))
+    delay = retry_delay_ms(result, waiting, now, since + window)
+    log.warning("alert delivery will retry for destinations not yet reached", extra=extra)
+    raise RetryAlertDelivery(str(event_id), delay=delay)

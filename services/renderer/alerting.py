@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from shared import access, alerts
+from shared import access, alerts, executions
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import BIAppError
@@ -141,7 +141,7 @@ def _record(ctx: WorkerContext, event_id: uuid.UUID, result: Result) -> str | No
         if result.state != "error":
             alert.last_condition = result.state == "true"
         for planned in recipients:
-            session.add(AlertDelivery(event_id=event_id, recipient=planned["address"], kind=planned["kind"]))
+            session.add(executions.ledger_row(AlertDelivery, planned, event_id=event_id))
     if recipients:
         publish_after_commit(ctx.publisher, DELIVER_ALERT, event_id)
     return result.state

@@ -17,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,7 +28,7 @@ from shared.db import transaction
 from shared.executions import new_execution_row
 from shared.executions.creation import LATE_AFTER
 from shared.metrics import EXECUTIONS_QUEUED
-from shared.models import ReportExecution, ScheduledReport
+from shared.models import Destination, ReportExecution, ScheduledReport
 from shared.runs import publish_render
 from shared.schedules import next_run, parse_schedule
 
@@ -98,8 +99,6 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Dispatche
                 ScheduledReport.id,
                 ScheduledReport.schedule,
                 ScheduledReport.next_run_at,
-                ScheduledReport.recipients,
-                ScheduledReport.cc,
             )
             .where(ScheduledReport.is_active.is_(True), ScheduledReport.next_run_at <= now + LOOKAHEAD)
             .order_by(ScheduledReport.next_run_at)
@@ -108,13 +107,14 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Dispatche
         ).all()
         executions: list[dict] = []
         advances: list[dict] = []
+        destinations = _destinations_of(session, [report.id for report in due])
         for report in due:
             following = following_occurrence(
                 report.schedule, report.next_run_at, now, what="report", extra={"report_id": str(report.id)}
             )
             advances.append({"report_id": report.id, "following": following})
             if following is not None:
-                executions.append(_execution_row(report, now))
+                executions.append(_execution_row(report, destinations.get(report.id, []), now))
         created = _insert_executions(session, executions, now)
         if advances:
             session.execute(
@@ -126,8 +126,21 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Dispatche
     return len(due), created
 
 
-def _execution_row(report, now: datetime) -> dict:
-    return new_execution_row(report, trigger="schedule", scheduled_for=report.next_run_at, now=now)
+def _destinations_of(session: Session, report_ids: list) -> dict:
+    """Each due report's destinations, in one query."""
+    found: dict = {}
+    if report_ids:
+        rows = session.execute(
+            sa.select(Destination).where(Destination.report_id.in_(report_ids)).order_by(Destination.position)
+        ).scalars()
+        for destination in rows:
+            found.setdefault(destination.report_id, []).append(destination)
+    return found
+
+
+def _execution_row(report, destinations: list, now: datetime) -> dict:
+    due = SimpleNamespace(id=report.id, destinations=destinations)
+    return new_execution_row(due, trigger="schedule", scheduled_for=report.next_run_at, now=now)
 
 
 def _insert_executions(session: Session, rows: list[dict], now: datetime) -> list[Dispatched]:

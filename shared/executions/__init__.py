@@ -22,7 +22,13 @@ from shared.executions.leases import (
     release,
     renew,
 )
-from shared.executions.ledger import close_from_ledger, insert_deliveries, record_accepted, record_delivery
+from shared.executions.ledger import (
+    close_from_ledger,
+    insert_deliveries,
+    ledger_row,
+    record_accepted,
+    record_delivery,
+)
 from shared.executions.requeue import bump, cancel_unstarted
 from shared.executions.states import ACTIVE, MAX_ERROR_LENGTH, TERMINAL, TRANSITIONS, check_transition, fail, move
 
@@ -44,6 +50,7 @@ __all__ = [
     "fail",
     "grant_grace",
     "insert_deliveries",
+    "ledger_row",
     "move",
     "new_execution_row",
     "new_token",

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from shared.destinations import planned
 from shared.models import ReportExecution, ScheduledReport, User
 
 # A scheduled run that starts this long after its instant is marked late.
@@ -14,20 +15,8 @@ LATE_AFTER = timedelta(seconds=90)
 
 
 def planned_recipients(report, *, trigger: str, requester: User | None) -> list[dict]:
-    """Who a run is for, fixed when it is queued. A test run goes only to the caller."""
-    if trigger == "test":
-        if requester is None:
-            raise ValueError("a test run needs the requesting user")
-        return [{"address": requester.email, "kind": "to"}]
-    seen: set[str] = set()
-    planned: list[dict] = []
-    for kind, addresses in (("to", report.recipients or []), ("cc", report.cc or [])):
-        for address in addresses:
-            key = address.lower()
-            if key not in seen:
-                seen.add(key)
-                planned.append({"address": address, "kind": kind})
-    return planned
+    """Who a run is for, fixed when it is queued (shared.destinations.planned). A test run goes only to the caller."""
+    return planned(report.destinations, trigger=trigger, requester=requester)
 
 
 def new_execution_row(

@@ -33,7 +33,20 @@ def insert_deliveries(session: Session, execution: ReportExecution) -> None:
     )
     for planned in execution.recipients:
         if planned["address"] not in existing:
-            session.add(Delivery(execution_id=execution.id, recipient=planned["address"], kind=planned["kind"]))
+            session.add(ledger_row(Delivery, planned, execution_id=execution.id))
+
+
+def ledger_row(model, planned: dict, **owner):
+    """One ledger row (`Delivery` or `AlertDelivery`) for a planned destination of a run or event."""
+    destination_id = planned.get("destination_id")
+    return model(
+        **owner,
+        recipient=planned["address"],
+        kind=planned["kind"],
+        channel=planned.get("channel", "email"),
+        destination_id=uuid.UUID(destination_id) if destination_id else None,
+        target=planned.get("target") or planned["address"],
+    )
 
 
 def record_delivery(
@@ -45,13 +58,22 @@ def record_delivery(
     error: str | None = None,
     reply: str | None = None,
     message_id: str | None = None,
+    answer: str | None = None,
+    next_attempt_at: datetime | None = None,
     model=Delivery,
 ) -> None:
     """Write one recipient's outcome (`sent`, `failed`, or `pending` for a retry); counts the attempt.
 
     `model` is the ledger: a report run's `Delivery` or an alert event's `AlertDelivery`.
     """
-    values: dict = {"status": status, "attempts": model.attempts + 1, "error": error}
+    values: dict = {
+        "status": status,
+        "attempts": model.attempts + 1,
+        "error": error,
+        "next_attempt_at": next_attempt_at,
+    }
+    if answer is not None:
+        values["answer"] = answer
     if status == "sent":
         values.update(sent_at=now, message_id=message_id, error=None)
         if hasattr(model, "smtp_reply"):
@@ -116,11 +138,11 @@ def close_from_ledger(
     elif sent:
         target = "partial"
         error = f"{len(failed)} of {len(rows)} recipients not reached: " + "; ".join(
-            f"{d.recipient}: {d.error}" for d in failed
+            f"{d.target or d.recipient}: {d.error}" for d in failed
         )
     else:
         target = "failed"
-        error = failure or "; ".join(f"{d.recipient}: {d.error}" for d in failed) or "no recipients"
+        error = failure or "; ".join(f"{d.target or d.recipient}: {d.error}" for d in failed) or "no recipients"
     if not move(session, execution_id, expected="sending", target=target, now=now, error=error):
         return None
     trigger = session.execute(sa.select(ReportExecution.trigger).where(ReportExecution.id == execution_id)).scalar()

@@ -3,6 +3,7 @@
 from shared.models.alerts import Alert, AlertDelivery, AlertEvent
 from shared.models.base import Base
 from shared.models.catalog import Dashboard, DashboardWidget, DataSource, SavedQuery, SemanticEntity
+from shared.models.destinations import Destination
 from shared.models.email import EmailConfig
 from shared.models.reports import Artifact, ArtifactChunk, Delivery, ReportExecution, ScheduledReport
 from shared.models.users import PreviewSlot, RevokedToken, User
@@ -18,6 +19,7 @@ __all__ = [
     "DashboardWidget",
     "DataSource",
     "Delivery",
+    "Destination",
     "EmailConfig",
     "PreviewSlot",
     "ReportExecution",

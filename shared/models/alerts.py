@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db.types import utcnow
 from shared.models.base import Base, Timestamped, uuid_pk
+from shared.models.destinations import Destination, HasDestinations
 
 ALERT_STATES = ("true", "false", "error")
 EVENT_STATES = ("pending", *ALERT_STATES)
@@ -19,7 +20,7 @@ NOTIFY_REASONS = ("triggered", "recovered", "error")
 ALERT_DELIVERY_STATES = ("pending", "sending", "sent", "failed")
 
 
-class Alert(Timestamped, Base):
+class Alert(HasDestinations, Timestamped, Base):
     __tablename__ = "alerts"
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -34,8 +35,6 @@ class Alert(Timestamped, Base):
     # the same shape as a report's schedule (shared.schedules)
     schedule: Mapped[dict] = mapped_column(sa.JSON, nullable=False)
     timezone: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="UTC")
-    recipients: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
-    cc: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
     notify: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="on_change")
     notify_on_recovery: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     notify_on_error: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
@@ -47,6 +46,9 @@ class Alert(Timestamped, Base):
     # so a failed query between two true results does not email again.
     last_condition: Mapped[bool | None] = mapped_column(sa.Boolean)
     last_evaluated_at: Mapped[datetime | None] = mapped_column()
+    destinations: Mapped[list[Destination]] = relationship(
+        order_by=Destination.position, cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
 
     __table_args__ = (
         sa.Index("ix_alerts_due", "is_active", "next_run_at"),
@@ -111,9 +113,14 @@ class AlertDelivery(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False)
     recipient: Mapped[str] = mapped_column(sa.String(320), nullable=False)
     kind: Mapped[str] = mapped_column(sa.String(4), nullable=False, default="to")  # to | cc
+    channel: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="email", server_default="email")
+    destination_id: Mapped[uuid.UUID | None] = mapped_column()
+    target: Mapped[str | None] = mapped_column(sa.String(320))
     status: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="pending")
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    answer: Mapped[str | None] = mapped_column(sa.Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
     message_id: Mapped[str | None] = mapped_column(sa.String(255))
     claimed_by: Mapped[str | None] = mapped_column(sa.String(120))
     claimed_at: Mapped[datetime | None] = mapped_column()

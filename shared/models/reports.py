@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db.types import utcnow
 from shared.models.base import Base, Timestamped, uuid_pk
+from shared.models.destinations import Destination, HasDestinations
 
 EXECUTION_STATES = ("queued", "running", "rendered", "sending", "success", "partial", "failed", "skipped")
 TRIGGERS = ("schedule", "manual", "test")
@@ -17,7 +18,7 @@ DELIVERY_STATES = ("pending", "sent", "failed")
 FORMATS = ("xlsx", "csv", "pdf")
 
 
-class ScheduledReport(Timestamped, Base):
+class ScheduledReport(HasDestinations, Timestamped, Base):
     __tablename__ = "scheduled_reports"
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -29,8 +30,6 @@ class ScheduledReport(Timestamped, Base):
     # {frequency, time, days_of_week, day_of_month, cron, timezone}
     schedule: Mapped[dict] = mapped_column(sa.JSON, nullable=False)
     timezone: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="UTC")
-    recipients: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
-    cc: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
     formats: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
     subject: Mapped[str | None] = mapped_column(sa.Text)
     body: Mapped[str | None] = mapped_column(sa.Text)
@@ -38,6 +37,9 @@ class ScheduledReport(Timestamped, Base):
     csv_bom: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     next_run_at: Mapped[datetime | None] = mapped_column()
+    destinations: Mapped[list[Destination]] = relationship(
+        order_by=Destination.position, cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
 
     __table_args__ = (
         sa.Index("ix_scheduled_reports_due", "is_active", "next_run_at"),
@@ -70,7 +72,8 @@ class ReportExecution(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     enqueue_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
     last_enqueued_at: Mapped[datetime | None] = mapped_column()
-    # Who this run is for, fixed when it is queued: [{"address": ..., "kind": "to"|"cc"}].
+    # Who this run is for, fixed when it is queued: [{"address", "kind": "to"|"cc", "channel",
+    # "destination_id", "target"}] (rows of older versions carry address and kind only: email).
     recipients: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list)
     # A worker holding the run (renderer or mailer) until lease_expires_at.
     lease_owner: Mapped[str | None] = mapped_column(sa.String(120))
@@ -101,7 +104,10 @@ class ReportExecution(Base):
 
 
 class Delivery(Base):
-    """The ledger of who has been reached: one row per (execution, recipient)."""
+    """The ledger of who has been reached: one row per (execution, destination).
+
+    `recipient` is the email address, or `<channel>:<destination id>` for the other channels.
+    """
 
     __tablename__ = "deliveries"
 
@@ -111,9 +117,16 @@ class Delivery(Base):
     )
     recipient: Mapped[str] = mapped_column(sa.String(320), nullable=False)
     kind: Mapped[str] = mapped_column(sa.String(4), nullable=False, default="to")  # to | cc
+    channel: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="email", server_default="email")
+    destination_id: Mapped[uuid.UUID | None] = mapped_column()
+    target: Mapped[str | None] = mapped_column(sa.String(320))
     status: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="pending")
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # What the far end said (an SMTP reply or an HTTP status and body), truncated.
+    answer: Mapped[str | None] = mapped_column(sa.Text)
+    # A transient refusal that named a time (429 Retry-After): not tried again before it.
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
     smtp_reply: Mapped[str | None] = mapped_column(sa.Text)
     message_id: Mapped[str | None] = mapped_column(sa.String(255))
     sent_at: Mapped[datetime | None] = mapped_column()

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from services.api.destination_schemas import MAX_RECIPIENTS, WithDestinations, recipient_list
+from services.api.executions.schemas import DeliverySchema
 from services.api.pagination import PageArgs
-from services.api.reports.schemas import MAX_RECIPIENTS, ScheduleSchema, recipient_list, unique_addresses
+from services.api.reports.schemas import ScheduleSchema
 from shared.alerts import parse_condition
 from shared.errors import FieldError
 from shared.models.alerts import ALERT_TRIGGERS, EVENT_STATES, NOTIFY_MODES
@@ -13,7 +15,7 @@ class ConditionField(fields.Dict):
     """A condition object; checked as a whole by AlertSchema so errors name `condition.<key>`."""
 
 
-class AlertSchema(Schema):
+class AlertSchema(WithDestinations):
     id = fields.UUID(dump_only=True)
     owner_id = fields.UUID(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -27,8 +29,8 @@ class AlertSchema(Schema):
         },
     )
     schedule = fields.Nested(ScheduleSchema, required=True)
-    recipients = recipient_list(required=True, validate=validate.Length(min=1, max=MAX_RECIPIENTS))
-    cc = recipient_list(load_default=list, validate=validate.Length(max=MAX_RECIPIENTS))
+    recipients = recipient_list(load_default=None, validate=validate.Length(max=MAX_RECIPIENTS))
+    cc = recipient_list(load_default=None, validate=validate.Length(max=MAX_RECIPIENTS))
     notify = fields.String(load_default="on_change", validate=validate.OneOf(NOTIFY_MODES))
     notify_on_recovery = fields.Boolean(load_default=False)
     notify_on_error = fields.Boolean(load_default=False)
@@ -52,18 +54,12 @@ class AlertSchema(Schema):
     @post_load
     def _normalise(self, data, **kwargs):
         data["condition"] = parse_condition(data["condition"]).as_dict()
-        data["recipients"] = unique_addresses(data["recipients"])
-        data["cc"] = unique_addresses(data.get("cc") or [])
         return data
 
 
-class AlertDeliverySchema(Schema):
-    recipient = fields.String()
-    kind = fields.String()
-    status = fields.String()
-    attempts = fields.Integer()
-    error = fields.String(allow_none=True)
-    sent_at = fields.DateTime(allow_none=True)
+class AlertDeliverySchema(DeliverySchema):
+    class Meta:
+        exclude = ("smtp_reply",)
 
 
 class AlertEventSchema(Schema):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.api import destinations as destinations_api
 from services.api.alerts.schemas import AlertEventSchema, AlertSchema, EvaluateAcceptedSchema, EventArgs
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.parsing import Blueprint
@@ -39,6 +40,7 @@ def create_alert(data):
     user = me()
     reports.check_source(session, user, data)
     alert = Alert(owner_id=user.id, is_active=data["is_active"])
+    destinations_api.apply(alert, data)
     # The schedule rules are the reports' own: timezone from the schedule, next_run_at from now.
     reports.apply_changes(alert, data, runtime().clock.now())
     session.add(alert)
@@ -64,6 +66,7 @@ def update_alert(data, alert_id):
     if data["condition"] != alert.condition:
         # A new condition starts from "unknown": its first true answer is news.
         alert.last_condition = None
+    destinations_api.apply(alert, data)
     reports.apply_changes(alert, data, runtime().clock.now())
     session.commit()
     return alert
@@ -106,3 +109,24 @@ def list_events(args, alert_id):
     query = query.order_by(AlertEvent.queued_at.desc(), AlertEvent.id.desc())
     body, headers = paginate(db(), query, args)
     return body, 200, headers
+
+
+@blp.route("/<uuid:alert_id>/destinations/<uuid:destination_id>/test", methods=["POST"])
+@login_required()
+@destinations_api.test_limit
+@blp.response(200, destinations_api.DestinationTestResultSchema)
+def test_destination(alert_id, destination_id):
+    """Send a test message to one destination now; the answer is what the far end said."""
+    owner = _get(alert_id, writable=True)
+    return destinations_api.send_test(owner, destinations_api.find(owner, destination_id), what="alert")
+
+
+@blp.route("/<uuid:alert_id>/destinations/<uuid:destination_id>/rotate-secret", methods=["POST"])
+@login_required()
+@blp.response(200, destinations_api.RotatedSecretSchema)
+def rotate_destination_secret(alert_id, destination_id):
+    """A new webhook signing secret, shown once; the old one stops working at once."""
+    owner = _get(alert_id, writable=True)
+    result = destinations_api.rotate(destinations_api.find(owner, destination_id))
+    db().commit()
+    return result

@@ -1,14 +1,36 @@
 from marshmallow import Schema, fields
 
+from shared.destinations import ICONS
+
 
 class DeliverySchema(Schema):
-    recipient = fields.String()
-    kind = fields.String()
-    status = fields.String()
+    """One destination of a run: its channel, where it went, what happened and what the far end said."""
+
+    destination_id = fields.UUID(allow_none=True)
+    kind = fields.String(attribute="channel", metadata={"description": "email | webhook | slack | teams"})
+    icon = fields.Method("_icon", metadata={"description": "an icon name for the channel"})
+    target = fields.Method("_target", metadata={"description": "the email address, or the URL's host"})
+    recipient = fields.Method("_recipient", metadata={"description": "email: the address (older clients)"})
+    role = fields.String(attribute="kind", metadata={"description": "email: to | cc"})
+    status = fields.String(metadata={"description": "pending | sent | failed"})
     attempts = fields.Integer()
     error = fields.String(allow_none=True)
+    answer = fields.Method("_answer", allow_none=True, metadata={"description": "the remote answer, truncated"})
     smtp_reply = fields.String(allow_none=True)
+    next_attempt_at = fields.DateTime(allow_none=True)
     sent_at = fields.DateTime(allow_none=True)
+
+    def _icon(self, obj) -> str:
+        return ICONS.get(obj.channel or "email", "mail")
+
+    def _target(self, obj) -> str:
+        return obj.target or obj.recipient
+
+    def _recipient(self, obj) -> str:
+        return obj.recipient if (obj.channel or "email") == "email" else (obj.target or obj.recipient)
+
+    def _answer(self, obj):
+        return obj.answer or getattr(obj, "smtp_reply", None)
 
 
 class ArtifactSchema(Schema):

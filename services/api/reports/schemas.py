@@ -2,43 +2,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 from webargs.fields import DelimitedList
 
+from services.api.destination_schemas import (  # noqa: F401 (alerts import these from here)
+    MAX_RECIPIENTS,
+    EmailAddress,
+    WithDestinations,
+    recipient_list,
+    unique_addresses,
+)
 from services.api.pagination import PageArgs
 from shared.models.reports import EXECUTION_STATES, FORMATS, TRIGGERS
 from shared.schedules import ScheduleError, parse_schedule
 
-MAX_RECIPIENTS = 100
 MAX_NEXT_RUNS = 366
-
-
-class EmailAddress(fields.String):
-    """One email address, normalised (the domain lower-cased); anything else is an error at its index."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return validate_email(text, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            raise ValidationError(f"{text!r}: {exc}") from None
-
-
-def recipient_list(**kwargs) -> fields.List:
-    """A list of email addresses: each item checked on its own, so an error names `field.<index>`."""
-    return fields.List(EmailAddress(metadata={"format": "email"}), **kwargs)
-
-
-def unique_addresses(values: list[str]) -> list[str]:
-    """The addresses in order, each once (compared case-insensitively)."""
-    cleaned: list[str] = []
-    seen: set[str] = set()
-    for address in values:
-        if address.lower() not in seen:
-            seen.add(address.lower())
-            cleaned.append(address)
-    return cleaned
 
 
 class ScheduleSchema(Schema):
@@ -66,7 +44,7 @@ class ExecutionSummarySchema(Schema):
     error = fields.String(allow_none=True)
 
 
-class ReportSchema(Schema):
+class ReportSchema(WithDestinations):
     id = fields.UUID(dump_only=True)
     owner_id = fields.UUID(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -74,8 +52,12 @@ class ReportSchema(Schema):
     saved_query_id = fields.UUID(allow_none=True, load_default=None)
     dashboard_id = fields.UUID(allow_none=True, load_default=None)
     schedule = fields.Nested(ScheduleSchema, required=True)
-    recipients = recipient_list(required=True, validate=validate.Length(min=1, max=MAX_RECIPIENTS))
-    cc = recipient_list(load_default=list, validate=validate.Length(max=MAX_RECIPIENTS))
+    recipients = recipient_list(
+        load_default=None,
+        validate=validate.Length(max=MAX_RECIPIENTS),
+        metadata={"description": "email addresses (To); the same as email destinations"},
+    )
+    cc = recipient_list(load_default=None, validate=validate.Length(max=MAX_RECIPIENTS))
     formats = fields.List(
         fields.String(validate=validate.OneOf(FORMATS)), required=True, validate=validate.Length(min=1)
     )
@@ -101,8 +83,6 @@ class ReportSchema(Schema):
 
     @post_load
     def _normalise(self, data, **kwargs):
-        data["recipients"] = unique_addresses(data["recipients"])
-        data["cc"] = unique_addresses(data.get("cc") or [])
         data["formats"] = list(dict.fromkeys(data["formats"]))
         return data
 

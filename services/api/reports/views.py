@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.api import destinations as destinations_api
 from services.api.executions.schemas import ExecutionSchema
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.parsing import Blueprint
@@ -48,6 +49,7 @@ def create_report(data):
     user = me()
     reports.check_source(session, user, data)
     report = ScheduledReport(owner_id=user.id, is_active=data["is_active"])
+    destinations_api.apply(report, data)
     reports.apply_changes(report, data, runtime().clock.now())
     session.add(report)
     session.commit()
@@ -69,6 +71,7 @@ def update_report(data, report_id):
     session = db()
     report = _get(report_id, writable=True)
     reports.check_source(session, me(), data)
+    destinations_api.apply(report, data)
     reports.update_report(session, report, data, runtime().clock.now())
     session.commit()
     return _with_summary([report])[0]
@@ -131,3 +134,24 @@ def next_runs(args, report_id):
     """Preview the next runs (up to 366) in UTC and in the report's time zone."""
     report = _get(report_id)
     return reports.upcoming_runs(report, runtime().clock.now(), args["count"])
+
+
+@blp.route("/<uuid:report_id>/destinations/<uuid:destination_id>/test", methods=["POST"])
+@login_required()
+@destinations_api.test_limit
+@blp.response(200, destinations_api.DestinationTestResultSchema)
+def test_destination(report_id, destination_id):
+    """Send a test message to one destination now; the answer is what the far end said."""
+    owner = _get(report_id, writable=True)
+    return destinations_api.send_test(owner, destinations_api.find(owner, destination_id), what="report")
+
+
+@blp.route("/<uuid:report_id>/destinations/<uuid:destination_id>/rotate-secret", methods=["POST"])
+@login_required()
+@blp.response(200, destinations_api.RotatedSecretSchema)
+def rotate_destination_secret(report_id, destination_id):
+    """A new webhook signing secret, shown once; the old one stops working at once."""
+    owner = _get(report_id, writable=True)
+    result = destinations_api.rotate(destinations_api.find(owner, destination_id))
+    db().commit()
+    return result

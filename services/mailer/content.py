@@ -1,0 +1,147 @@
+"""Building a run's or an alert event's `Notification` (and the email it becomes) from the database."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from services.mailer.compose import DownloadLink, MailContent, Preview, compose_body, render_subject
+from services.mailer.files import plan_files, read_preview
+from services.mailer.notification import (
+    ALERT_EVENTS,
+    REPORT_DELIVERED,
+    REPORT_TEST,
+    FileLink,
+    Notification,
+    Section,
+)
+from shared import alerts, links
+from shared.context import WorkerContext
+from shared.models import Alert, AlertEvent, Artifact, ReportExecution, ScheduledReport
+from shared.templates import template_context
+
+
+def report_url(ctx: WorkerContext, report_id) -> str:
+    return f"{ctx.settings.public_url}/api/scheduled-reports/{report_id}"
+
+
+def file_links(ctx: WorkerContext, artifacts: list[Artifact]) -> list[FileLink]:
+    """Signed, expiring download links for every file of the run."""
+    now = ctx.clock.now()
+    found = []
+    for artifact in artifacts:
+        expires = links.link_expiry(ctx.settings, now=now, artifact_expires_at=artifact.expires_at)
+        url = links.url_for(ctx.settings, links.sign(ctx.settings, artifact.id, expires_at=expires))
+        found.append(FileLink(artifact.filename, artifact.format, artifact.size, url, expires))
+    return found
+
+
+def report_notification(
+    ctx: WorkerContext,
+    execution: ReportExecution,
+    report: ScheduledReport,
+    artifacts: list[Artifact],
+    preview: Preview | None,
+    subject: str,
+) -> Notification:
+    zone = report.timezone or "UTC"
+    local = execution.scheduled_for.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    rows = execution.row_count or 0
+    section = Section(
+        title=report.name,
+        row_count=rows,
+        columns=tuple(preview.columns) if preview else (),
+        rows=tuple(tuple(r) for r in preview.rows) if preview else (),
+    )
+    truncated = " (cut at the row limit)" if execution.truncated else ""
+    return Notification(
+        type=REPORT_TEST if execution.trigger == "test" else REPORT_DELIVERED,
+        subject=subject,
+        headline=f"{report.name} ran for {local}: {rows:,} rows{truncated}.",
+        name=report.name,
+        object_kind="report",
+        object_id=str(report.id),
+        run_id=str(execution.id),
+        status="rendered",
+        timezone=zone,
+        scheduled_for=execution.scheduled_for,
+        started_at=execution.started_at,
+        finished_at=execution.rendered_at,
+        row_count=rows,
+        sections=(section,),
+        files=tuple(file_links(ctx, artifacts)),
+        open_url=report_url(ctx, report.id),
+    )
+
+
+def report_email(ctx: WorkerContext, session, execution, report, artifacts, preview, subject) -> MailContent:
+    """The email of a run: preview, attachments that fit, signed links for the rest."""
+    zone = ZoneInfo(report.timezone or "UTC")
+    context = template_context(
+        report.name, execution.scheduled_for.astimezone(zone), execution.row_count or 0, report.timezone
+    )
+
+    def read(artifact: Artifact):
+        return ctx.store.open(session, artifact)
+
+    plan = plan_files(artifacts, read, ctx.settings.max_attachment_bytes)
+    now = ctx.clock.now()
+    download_links = []
+    for artifact in plan.too_large:
+        expires = links.link_expiry(ctx.settings, now=now, artifact_expires_at=artifact.expires_at)
+        url = links.url_for(ctx.settings, links.sign(ctx.settings, artifact.id, expires_at=expires))
+        download_links.append(DownloadLink(artifact.filename, url, artifact.size, expires))
+    text, html = compose_body(
+        report.body,
+        context,
+        subject=subject,
+        preview=preview,
+        attachments=tuple(plan.attachments),
+        links=tuple(download_links),
+    )
+    return MailContent(subject, text, html, tuple(plan.attachments), tuple(download_links))
+
+
+def report_subject_and_preview(ctx: WorkerContext, session, execution, report, artifacts):
+    zone = ZoneInfo(report.timezone or "UTC")
+    context = template_context(
+        report.name, execution.scheduled_for.astimezone(zone), execution.row_count or 0, report.timezone
+    )
+    subject = render_subject(report.subject, context, test=execution.trigger == "test")
+
+    def read(artifact: Artifact):
+        return ctx.store.open(session, artifact)
+
+    return subject, read_preview(artifacts, read, execution.row_count or 0)
+
+
+def alert_notification(ctx: WorkerContext, alert: Alert, event: AlertEvent, subject: str) -> Notification:
+    condition = alerts.parse_condition(alert.condition)
+    reason = event.notify_reason or "triggered"
+    headlines = {
+        "triggered": f"The condition of {alert.name} is true.",
+        "recovered": f"The condition of {alert.name} is no longer true.",
+        "error": f"{alert.name} could not be evaluated.",
+    }
+    observed = "n/a" if event.state == "error" else alerts.json_value(event.observed)
+    return Notification(
+        type=ALERT_EVENTS.get(reason, ALERT_EVENTS["triggered"]),
+        subject=subject,
+        headline=headlines.get(reason, headlines["triggered"]),
+        name=alert.name,
+        object_kind="alert",
+        object_id=str(alert.id),
+        run_id=str(event.id),
+        status=event.state,
+        timezone=alert.timezone or "UTC",
+        scheduled_for=event.scheduled_for,
+        started_at=event.evaluated_at,
+        finished_at=event.evaluated_at,
+        row_count=event.row_count,
+        open_url=f"{ctx.settings.public_url}/api/alerts/{alert.id}/events",
+        error=event.error,
+        facts=(
+            ("Condition", alerts.describe(condition)),
+            ("Observed", str(observed)),
+            ("Result", event.message or event.state),
+        ),
+    )
