@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db import transaction
 from shared.errors import SecretUnreadableError
-from shared.models import DataSource, EmailConfig
+from shared.models import DataSource, Destination, EmailConfig
 from shared.security.crypto import SecretBox
 
 
@@ -25,4 +25,11 @@ def rotate_all(factory: sessionmaker[Session], settings: Settings) -> tuple[int,
                     rotated += 1
                 except SecretUnreadableError:
                     unreadable.append(f"{label} {row.id}")
+        # Webhook URLs, Slack and Teams URLs and tokens, webhook signing secrets.
+        for row in session.execute(sa.select(Destination).where(Destination.secret_encrypted.is_not(None))).scalars():
+            try:
+                row.secret_encrypted = box.rotate(row.secret_encrypted)
+                rotated += 1
+            except SecretUnreadableError:
+                unreadable.append(f"{row.kind} destination {row.id}")
     return rotated, unreadable

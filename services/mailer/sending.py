@@ -10,6 +10,7 @@ rows it had not yet tried. The caller decides from the result whether to retry o
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ def deliver_pass(
                     ),
                     patience_s=RECORD_PATIENCE_S,
                     extra={**extra, "channel": kind},
+                    sleep=time.sleep,
                 )
                 DELIVERIES.labels("sent", kind).inc()
                 result.sent += 1

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from services.mailer import deliver
+from services.mailer import deliver, sending
 from services.mailer.deliver import deliver_execution
 from services.mailer.transport import SmtplibTransport
 from services.renderer.render import render_execution
@@ -53,7 +53,7 @@ def test_an_accepted_copy_whose_record_fails_is_recorded_later_and_never_sent_ag
         return real_record(ctx, delivery_id, status, **kwargs)
 
     monkeypatch.setattr(deliver, "_record", flaky_record)
-    monkeypatch.setattr(deliver.time, "sleep", lambda s: None)
+    monkeypatch.setattr(sending.time, "sleep", lambda s: None)
     try:
         deliver_execution(ctx, SmtplibTransport(), seeded.execution_id)
         deliver_execution(ctx, SmtplibTransport(), seeded.execution_id)  # a redelivered message

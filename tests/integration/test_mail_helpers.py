@@ -19,8 +19,10 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from shared import destinations as destination_rules
 from shared.db import transaction
 from shared.models import Artifact, Delivery, EmailConfig, ReportExecution, SavedQuery, ScheduledReport, User
+from shared.models.destinations import renumbered
 from shared.security.crypto import SecretBox
 from shared.storage import DatabaseStore
 from tests.support import free_port
@@ -35,6 +37,7 @@ class Seeded:
     execution_id: str
     report_id: uuid.UUID
     owner_email: str
+    signing_secrets: dict = field(default_factory=dict)  # destination id -> webhook signing secret
 
 
 def seed_rendered(
@@ -55,6 +58,7 @@ def seed_rendered(
     row_count: int = 3,
     name: str = "Weekly revenue",
     timezone: str = "Europe/Berlin",
+    destinations: list[dict] = (),
 ) -> Seeded:
     """A user, their SMTP config, a report and an execution in state `rendered` with `files` stored."""
     box = SecretBox(settings.fernet_keys)
@@ -91,11 +95,14 @@ def seed_rendered(
             subject=subject,
             body=body,
         )
+        added = destination_rules.build(list(destinations), [], box, settings)
+        report.destinations = renumbered([*report.destinations, *added])
         session.add(report)
         session.flush()
-        planned = [{"address": a, "kind": "to"} for a in recipients] + [{"address": a, "kind": "cc"} for a in cc]
+        planned = destination_rules.planned(report.destinations, trigger="schedule")
         if trigger == "test":
             planned = [{"address": owner_email, "kind": "to"}]
+        secrets = {d.id: d.signing_secret_once for d in added if getattr(d, "signing_secret_once", None)}
         execution = ReportExecution(
             report_id=report.id,
             trigger=trigger,
@@ -123,7 +130,7 @@ def seed_rendered(
             session.add(artifact)
             session.flush()
             store.save(session, artifact, io.BytesIO(data))
-    return Seeded(str(execution.id), report.id, owner_email)
+    return Seeded(str(execution.id), report.id, owner_email, secrets)
 
 
 def execution_state(factory, execution_id: str) -> tuple[ReportExecution, dict[str, Delivery]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,11 @@ from services.mailer.channels.base import Accepted, Refused, short
 from shared.destinations import parse_url
 from shared.errors import FieldError, OutboundRefusedError
 from shared.outbound import OutboundPolicy
+
+# urllib3's and slack-sdk's debug lines print the request path and the payload, and a webhook's or
+# Slack's URL carries its secret in the path: those loggers never go below INFO, whatever the level.
+for _name in ("urllib3", "slack_sdk"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 MAX_BODY = 64 * 1024
 TRANSIENT = {408, 425, 429, 500, 502, 503, 504}

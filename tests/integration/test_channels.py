@@ -1,0 +1,266 @@
+"""Webhook, Slack and Teams delivery against real local HTTP receivers and a real PostgreSQL ledger.
+
+Each channel meets a receiver that answers 200, 429 with Retry-After, 500 then 200, 400, or
+stalls: exactly one accepted delivery per destination and run, partial when one destination
+fails for good, and nothing retried past the retry window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from services.mailer.deliver import RetryDelivery, deliver_execution
+from services.mailer.transport import SmtplibTransport
+from shared.clock import FixedClock
+from shared.context import build_context
+from shared.messaging import RecordingPublisher
+from tests.integration.channel_receivers import Receivers
+from tests.integration.test_mail_helpers import ScriptedHandler, execution_state, seed_rendered, start_smtp
+from tests.support import make_settings
+
+CSV = b"region,revenue\r\nEMEA,1200.50\r\n<b>APAC</b>,99\r\n"
+START = datetime(2026, 3, 2, 8, 5, tzinfo=UTC)
+CHANNELS = ("webhook", "slack", "teams")
+
+
+@pytest.fixture
+def receivers():
+    running = Receivers().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def smtp():
+    handler = ScriptedHandler()
+    controller, port = start_smtp(handler)
+    yield handler, port
+    controller.stop()
+
+
+@pytest.fixture
+def settings(pg_url, receivers):
+    return make_settings(
+        BIAPP_DATABASE_URL=pg_url,
+        BIAPP_WEBHOOK_TIMEOUT_S="1",
+        BIAPP_MAIL_RETRY_WINDOW_S="600",
+        BIAPP_SLACK_API_URL=receivers.url("/slack-api/"),
+    )
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(START)
+
+
+@pytest.fixture
+def ctx(settings, pg_session_factory, clock):
+    return build_context(settings, RecordingPublisher(), session_factory=pg_session_factory, clock=clock)
+
+
+def destination(kind: str, receivers: Receivers, path: str = "/hook") -> dict:
+    if kind == "webhook":
+        return {"kind": "webhook", "url": receivers.url(path)}
+    return {"kind": kind, "webhook_url": receivers.url(path)}
+
+
+def seed(factory, settings, smtp_port, destinations, recipients=()):
+    return seed_rendered(
+        factory,
+        settings,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        recipients=list(recipients),
+        files=[("csv", "revenue.csv", "text/csv; charset=utf-8", CSV)],
+        destinations=destinations,
+    )
+
+
+def one_pass(ctx, execution_id: str) -> RetryDelivery | None:
+    try:
+        deliver_execution(ctx, SmtplibTransport(), execution_id)
+    except RetryDelivery as retry:
+        return retry
+    return None
+
+
+def channel_rows(factory, execution_id):
+    _, deliveries = execution_state(factory, execution_id)
+    return [d for d in deliveries.values() if d.channel != "email"]
+
+
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_a_200_is_one_accepted_delivery_with_its_answer_recorded(kind, ctx, settings, pg_session_factory, smtp,
+                                                                 receivers):
+    script = receivers.script("/hook", [202 if kind == "teams" else 200])
+    seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
+
+    assert one_pass(ctx, seeded.execution_id) is None
+    assert one_pass(ctx, seeded.execution_id) is None  # a duplicate message finds nothing to send
+
+    execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    assert execution.status == "success", execution.error
+    [row] = deliveries.values()
+    assert (row.channel, row.status, row.attempts, row.target) == (kind, "sent", 1, "127.0.0.1")
+    assert row.answer.startswith("202" if kind == "teams" else "200")
+    assert len(script.received) == 1
+    body = json.loads(script.received[0]["body"])
+    if kind == "slack":
+        assert body["text"] and len(body["blocks"]) <= 50
+        assert any(b["type"] == "header" for b in body["blocks"])
+        assert "&lt;b&gt;APAC&lt;/b&gt;" in json.dumps(body), "cell data must be escaped for mrkdwn"
+    elif kind == "teams":
+        card = body["attachments"][0]["content"]
+        assert body["type"] == "message" and card["type"] == "AdaptiveCard"
+    else:
+        assert body["type"] == "report.delivered" and body["data"]["run_id"] == seeded.execution_id
+
+
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_429_waits_for_retry_after_then_delivers_once(kind, ctx, clock, settings, pg_session_factory, smtp,
+                                                      receivers):
+    script = receivers.script("/hook", [(429, {"Retry-After": "30"}), 200])
+    seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
+
+    retry = one_pass(ctx, seeded.execution_id)
+    assert retry is not None and 29_000 <= retry.delay <= 32_000, "the retry honours Retry-After"
+    [row] = channel_rows(pg_session_factory, seeded.execution_id)
+    assert row.status == "pending" and row.next_attempt_at == START + timedelta(seconds=30)
+    assert row.answer.startswith("429")
+
+    clock.advance(seconds=10)  # an early retry (another destination's backoff) does not call the receiver
+    assert one_pass(ctx, seeded.execution_id) is not None
+    assert len(script.received) == 1
+
+    clock.advance(seconds=25)
+    assert one_pass(ctx, seeded.execution_id) is None
+    execution, _ = execution_state(pg_session_factory, seeded.execution_id)
+    assert execution.status == "success"
+    assert len(script.received) == 2
+
+
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_500_then_200_is_retried_with_backoff_and_sent_once(kind, ctx, clock, settings, pg_session_factory, smtp,
+                                                           receivers):
+    script = receivers.script("/hook", [500, 200])
+    seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
+
+    retry = one_pass(ctx, seeded.execution_id)
+    assert retry is not None and retry.delay is None, "no Retry-After: the broker's backoff decides"
+    clock.advance(seconds=5)
+    assert one_pass(ctx, seeded.execution_id) is None
+
+    execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    [row] = deliveries.values()
+    assert execution.status == "success" and (row.status, row.attempts) == ("sent", 2)
+    assert len(script.received) == 2
+    if kind == "webhook":
+        ids = {r["headers"]["Webhook-Id"] for r in script.received}
+        assert ids == {row.message_id}, "a retry carries the same webhook-id"
+
+
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_400_fails_that_destination_at_once_and_the_run_is_partial(kind, ctx, settings, pg_session_factory, smtp,
+                                                                  receivers):
+    handler, port = smtp
+    script = receivers.script("/hook", [400])
+    seeded = seed(pg_session_factory, settings, port, [destination(kind, receivers)], recipients=["ana@example.com"])
+
+    assert one_pass(ctx, seeded.execution_id) is None
+
+    execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    assert execution.status == "partial"
+    assert deliveries["ana@example.com"].status == "sent" and handler.copies() == {"ana@example.com": 1}
+    [row] = [d for d in deliveries.values() if d.channel == kind]
+    assert (row.status, row.attempts, row.error) == ("failed", 1, "HTTP 400")
+    assert "127.0.0.1" in execution.error and "HTTP 400" in execution.error
+    assert len(script.received) == 1
+
+
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_a_stalling_receiver_times_out_and_is_not_retried_past_the_window(kind, ctx, clock, settings,
+                                                                          pg_session_factory, smtp, receivers):
+    script = receivers.script("/hook", ["stall"], stall_s=3)
+    seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
+
+    passes = 0
+    while (retry := one_pass(ctx, seeded.execution_id)) is not None:
+        passes += 1
+        assert passes < 10, "retried forever"
+        clock.advance(seconds=(retry.delay or 240_000) / 1000)
+
+    execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    [row] = deliveries.values()
+    assert execution.status == "failed"
+    assert row.status == "failed" and "Timeout" in row.error
+    assert 1 <= len(script.received) <= 4
+
+
+def test_webhook_is_signed_per_standard_webhooks_and_carries_the_documented_payload(
+    ctx, settings, pg_session_factory, smtp, receivers
+):
+    script = receivers.script("/hook", [200])
+    seeded = seed(pg_session_factory, settings, smtp[1], [destination("webhook", receivers)])
+    [secret] = seeded.signing_secrets.values()
+    assert secret.startswith("whsec_")
+
+    one_pass(ctx, seeded.execution_id)
+
+    [request] = script.received
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    # An independent implementation verifies the signature (and refuses a tampered body).
+    payload = Webhook(secret).verify(request["body"], headers)
+    with pytest.raises(Exception):  # noqa: B017 - the library raises its own verification error
+        Webhook(secret).verify(request["body"].replace(b"EMEA", b"XXXX"), headers)
+    assert headers["webhook-id"].startswith("msg_")
+    data = payload["data"]
+    assert payload["type"] == "report.delivered"
+    assert data["report"] == {"id": str(seeded.report_id), "name": "Weekly revenue"}
+    assert data["status"] == "rendered" and data["row_count"] == 3
+    assert data["scheduled_for"].startswith("2026-03-02T08:00")
+    assert data["sections"][0]["columns"] == ["region", "revenue"]
+    assert data["sections"][0]["rows"][0] == ["EMEA", "1200.50"]
+    [file] = data["files"]
+    assert file["filename"] == "revenue.csv" and "/api/links/" in file["url"] and file["expires_at"]
+    assert data["error"] is None
+
+
+def test_slack_bot_token_posts_through_the_web_api_and_a_revoked_token_fails_at_once(
+    ctx, settings, pg_session_factory, smtp, receivers
+):
+    posted = receivers.script("/slack-api/chat.postMessage", [200], body={"ok": True, "ts": "1.2", "channel": "C1"})
+    good = {"kind": "slack", "bot_token": "xoxb-1111-2222-goodtoken", "channel": "C0123ABCD"}
+    seeded = seed(pg_session_factory, settings, smtp[1], [good])
+    one_pass(ctx, seeded.execution_id)
+    execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    [row] = deliveries.values()
+    assert execution.status == "success" and row.target == "channel C0123ABCD"
+    request = posted.received[0]
+    assert request["headers"]["Authorization"] == "Bearer xoxb-1111-2222-goodtoken"
+
+    receivers.server.clear()
+    receivers.script("/slack-api/chat.postMessage", [200], body={"ok": False, "error": "token_revoked"})
+    seeded = seed(pg_session_factory, settings, smtp[1], [good])
+    assert one_pass(ctx, seeded.execution_id) is None
+    execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    [row] = deliveries.values()
+    assert execution.status == "failed" and row.status == "failed" and "token_revoked" in row.error
+
+
+def test_secrets_never_reach_the_logs_or_the_history(ctx, settings, pg_session_factory, smtp, receivers, caplog):
+    receivers.script("/hook/very-secret-path", [500])
+    seeded = seed(pg_session_factory, settings, smtp[1], [destination("webhook", receivers, "/hook/very-secret-path")])
+    with caplog.at_level(logging.DEBUG):
+        one_pass(ctx, seeded.execution_id)
+    _, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    [row] = deliveries.values()
+    ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("werkzeug"))  # not the receiver
+    texts = [ours, row.error or "", row.answer or "", row.target, row.recipient]
+    assert not any("very-secret-path" in t for t in texts)
+    assert str(uuid.UUID(row.recipient.split(":", 1)[1]))  # the ledger names the destination by id only
