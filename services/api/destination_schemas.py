@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, post_load, validate, validates_schema
 
 from shared import destinations
 from shared.models.destinations import CHANNELS, ROLES
@@ -65,6 +65,12 @@ class DestinationSchema(Schema):
 
     def _signing_secret(self, obj):
         return getattr(obj, "signing_secret_once", None)
+
+    @post_dump
+    def _secret_only_once(self, data, **kwargs):
+        if data.get("signing_secret") is None:
+            data.pop("signing_secret", None)
+        return data
 
     @validates_schema
     def _shape(self, data, **kwargs):

@@ -19,13 +19,32 @@ from services.mailer.channels.base import ChannelDown, Job, Refused, Target
 from services.mailer.notification import Notification
 from services.mailer.transport import SmtplibTransport
 from shared import destinations, email_configs
-from shared.errors import FieldError, NotFoundError
+from shared.errors import FieldError, NotFoundError, ValidationFailedError
 from shared.models.destinations import Destination
 from shared.smtp import check_connection
 
 
+def _nested(errors: dict) -> dict:
+    """`destinations.0.url` -> {"destinations": {"0": {"url": [...]}}}, as marshmallow reports list items."""
+    tree: dict = {}
+    for key, messages in errors.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = messages
+    return tree
+
+
 def apply(owner, data: dict) -> None:
     """Turn the validated destination fields of `data` into the owner's Destination rows (in place)."""
+    try:
+        _apply(owner, data)
+    except FieldError as exc:
+        raise ValidationFailedError(exc.message, errors=_nested(exc.errors)) from None
+
+
+def _apply(owner, data: dict) -> None:
     rt = runtime()
     if "destinations" in data:
         owner.destinations = destinations.build(

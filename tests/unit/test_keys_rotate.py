@@ -7,7 +7,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from services.cli import main
 from shared.db import make_engine, make_session_factory, transaction
-from shared.models import DataSource, EmailConfig
+from shared.models import DataSource, Destination, EmailConfig, SavedQuery, ScheduledReport, User
 from shared.security.crypto import SecretBox
 from tests.support import base_env
 
@@ -32,13 +32,27 @@ def stored(sqlite_url):
         )
         session.add(DataSource(name="Sales", kind="postgresql", password_encrypted=old.encrypt("db-secret")))
         session.add(DataSource(name="NoPassword", kind="sqlite", path="x.db"))
+        owner = User(email="o@example.com", password_hash="x", role="analyst")
+        session.add(owner)
+        session.flush()
+        query = SavedQuery(name="q", kind="sql", sql="select 1", owner_id=owner.id)
+        session.add(query)
+        session.flush()
+        report = ScheduledReport(
+            owner_id=owner.id, name="r", saved_query_id=query.id, schedule={"frequency": "daily"}, formats=["csv"]
+        )
+        report.destinations = [
+            Destination(kind="webhook", target="hooks.example.com", secret_encrypted=old.encrypt("hook-secret"))
+        ]
+        session.add(report)
     return sqlite_url, factory
 
 
 def _tokens(factory) -> list[str]:
     with transaction(factory) as session:
         rows = [*session.query(EmailConfig).all(), *session.query(DataSource).all()]
-        return [r.password_encrypted for r in rows if r.password_encrypted]
+        tokens = [r.password_encrypted for r in rows if r.password_encrypted]
+        return tokens + [d.secret_encrypted for d in session.query(Destination).all()]
 
 
 def _run(monkeypatch, url: str, keys: str) -> int:
@@ -55,9 +69,9 @@ def test_old_key_still_opens_secrets_before_rotation():
 def test_rotate_re_encrypts_every_secret_with_the_newest_key(stored, monkeypatch, capsys):
     url, factory = stored
     assert _run(monkeypatch, url, f"{NEW},{OLD}") == 0
-    assert "re-encrypted 2 secrets" in capsys.readouterr().out
+    assert "re-encrypted 3 secrets" in capsys.readouterr().out
     tokens = _tokens(factory)
-    assert sorted(SecretBox((NEW,)).decrypt(t) for t in tokens) == ["db-secret", "smtp-secret"]
+    assert sorted(SecretBox((NEW,)).decrypt(t) for t in tokens) == ["db-secret", "hook-secret", "smtp-secret"]
     for token in tokens:
         with pytest.raises(InvalidToken):
             Fernet(OLD.encode()).decrypt(token.encode())
@@ -69,7 +83,7 @@ def test_a_secret_no_key_opens_is_reported_and_left_alone_while_others_rotate(st
         session.add(DataSource(name="Orphan", kind="postgresql", password_encrypted=SecretBox((LOST,)).encrypt("x")))
     assert _run(monkeypatch, url, f"{NEW},{OLD}") == 1
     output = capsys.readouterr()
-    assert "re-encrypted 2 secrets" in output.out
+    assert "re-encrypted 3 secrets" in output.out
     assert "cannot decrypt with any key" in output.err and "data source" in output.err
     readable = []
     for token in _tokens(factory):
@@ -77,5 +91,5 @@ def test_a_secret_no_key_opens_is_reported_and_left_alone_while_others_rotate(st
             readable.append(SecretBox((NEW,)).decrypt(token))
         except Exception:
             readable.append(None)
-    assert sorted(r for r in readable if r) == ["db-secret", "smtp-secret"]
+    assert sorted(r for r in readable if r) == ["db-secret", "hook-secret", "smtp-secret"]
     assert readable.count(None) == 1
