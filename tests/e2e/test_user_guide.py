@@ -8,6 +8,7 @@ The guide's `sh` block names the variables a reader sets; the test sets the same
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from tests.conftest import PG_ADMIN_DSN, SmtpRecorder, create_data_database, drop_pg_database, pg_admin_dsn
+from tests.integration.channel_receivers import Receivers
 from tests.support import ROOT, Process, base_env, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -105,15 +107,26 @@ def test_the_guide_names_the_variables_a_reader_sets():
     assert set(re.findall(r"\b([A-Z][A-Z_]+)=", setup)) == {
         "BIAPP", "BIAPP_EMAIL", "BIAPP_PASSWORD", "SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER",
         "SMTP_PASSWORD", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
+        "WEBHOOK_URL", "SLACK_WEBHOOK_URL", "TEAMS_WEBHOOK_URL",
     }  # fmt: skip
     assert len(blocks("bash")) >= 12
 
 
+@pytest.fixture
+def receivers():
+    running = Receivers().start()
+    yield running
+    running.stop()
+
+
 def test_every_curl_example_in_the_user_guide_works_against_a_live_api(
-    server, sales_db, pg_reader, mail_account, tmp_path
+    server, sales_db, pg_reader, mail_account, tmp_path, receivers
 ):
     base_url, process = server
     smtp_port, mailbox = mail_account
+    hook = receivers.script("/hooks/biapp", [200])
+    slack = receivers.script("/services/T000/B000/XXXX", [200], body="ok")
+    teams = receivers.script("/workflows/abc", [202], body="")
     pg = psycopg.conninfo.conninfo_to_dict(PG_ADMIN_DSN)
     variables = {
         "BIAPP": base_url,
@@ -130,6 +143,9 @@ def test_every_curl_example_in_the_user_guide_works_against_a_live_api(
         "DB_USER": pg_reader.username,
         "DB_PASSWORD": pg_reader.password,
         "TMPDIR": str(tmp_path),
+        "WEBHOOK_URL": receivers.url("/hooks/biapp"),
+        "SLACK_WEBHOOK_URL": receivers.url("/services/T000/B000/XXXX"),
+        "TEAMS_WEBHOOK_URL": receivers.url("/workflows/abc"),
     }
     script = "\n".join(f"echo '>>> example {n}'\n{block}" for n, block in enumerate(blocks("bash"), start=1))
     result = subprocess.run(
@@ -149,3 +165,6 @@ def test_every_curl_example_in_the_user_guide_works_against_a_live_api(
     assert len(subjects) >= 3, subjects  # the connection test, the run and the test run
     assert any("[TEST]" in s for s in subjects) and any(s.startswith("Revenue ") for s in subjects)
     assert all(m.recipients == [ADMIN_EMAIL] for m in mailbox.messages)
+    # Each channel got the test and the run: two requests each.
+    assert [json.loads(r["body"])["type"] for r in hook.received] == ["destination.test", "report.delivered"]
+    assert len(slack.received) == 2 and len(teams.received) == 2
