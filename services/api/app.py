@@ -10,6 +10,7 @@ from flask import Flask
 from flask_smorest import Api
 from marshmallow import Schema, fields
 
+from services.api.destination_schemas import WebhookPayloadSchema
 from services.api.errors import install_error_handlers
 from services.api.limits import limiter
 from services.api.ops.views import bp as ops_bp
@@ -128,6 +129,8 @@ def create_app(
     install_jwt(app)
     limiter.init_app(app)
     api = BIAppApi(app)
+    # Not a response of any route: what webhook destinations receive (docs/user-guide.md, section 7).
+    api.spec.components.schema("WebhookPayload", schema=WebhookPayloadSchema)
     for blueprint in _blueprints():
         api.register_blueprint(blueprint)
     app.register_blueprint(ops_bp)

@@ -126,3 +126,62 @@ def _unique_emails(items: list[dict]) -> list[dict]:
             seen.add(key)
         kept.append(item)
     return kept
+
+
+class _Named(Schema):
+    id = fields.String()
+    name = fields.String()
+
+
+class _Section(Schema):
+    title = fields.String()
+    row_count = fields.Integer(allow_none=True, metadata={"description": "the section's true row count"})
+    columns = fields.List(fields.String())
+    rows = fields.List(fields.List(fields.String()), metadata={"description": "the first rows (up to 10), as text"})
+
+
+class _File(Schema):
+    filename = fields.String()
+    format = fields.String()
+    size = fields.Integer()
+    url = fields.String(metadata={"description": "a signed download link that needs no login"})
+    expires_at = fields.DateTime()
+
+
+class _WebhookData(Schema):
+    report = fields.Nested(_Named, metadata={"description": "report events"})
+    alert = fields.Nested(_Named, metadata={"description": "alert events"})
+    run_id = fields.String(metadata={"description": "the execution id (reports) or the alert event id"})
+    status = fields.String(metadata={"description": "rendered (files ready) for runs; true | false | error for alerts"})
+    subject = fields.String()
+    summary = fields.String()
+    timezone = fields.String()
+    scheduled_for = fields.DateTime(allow_none=True)
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    row_count = fields.Integer(allow_none=True)
+    sections = fields.List(fields.Nested(_Section))
+    files = fields.List(fields.Nested(_File))
+    open_url = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+    facts = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "alerts: condition"})
+
+
+class WebhookPayloadSchema(Schema):
+    """The JSON body POSTed to a webhook destination, signed per Standard Webhooks (headers webhook-id,
+    webhook-timestamp, webhook-signature: v1,base64(HMAC-SHA256(secret, id.timestamp.body)))."""
+
+    type = fields.String(
+        metadata={
+            "enum": [
+                "report.delivered",
+                "report.test",
+                "alert.triggered",
+                "alert.recovered",
+                "alert.error",
+                "destination.test",
+            ]
+        }
+    )
+    timestamp = fields.DateTime()
+    data = fields.Nested(_WebhookData)

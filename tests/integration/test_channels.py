@@ -96,8 +96,9 @@ def channel_rows(factory, execution_id):
 
 
 @pytest.mark.parametrize("kind", CHANNELS)
-def test_a_200_is_one_accepted_delivery_with_its_answer_recorded(kind, ctx, settings, pg_session_factory, smtp,
-                                                                 receivers):
+def test_a_200_is_one_accepted_delivery_with_its_answer_recorded(
+    kind, ctx, settings, pg_session_factory, smtp, receivers
+):
     script = receivers.script("/hook", [202 if kind == "teams" else 200])
     seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
 
@@ -123,8 +124,7 @@ def test_a_200_is_one_accepted_delivery_with_its_answer_recorded(kind, ctx, sett
 
 
 @pytest.mark.parametrize("kind", CHANNELS)
-def test_429_waits_for_retry_after_then_delivers_once(kind, ctx, clock, settings, pg_session_factory, smtp,
-                                                      receivers):
+def test_429_waits_for_retry_after_then_delivers_once(kind, ctx, clock, settings, pg_session_factory, smtp, receivers):
     script = receivers.script("/hook", [(429, {"Retry-After": "30"}), 200])
     seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
 
@@ -146,8 +146,9 @@ def test_429_waits_for_retry_after_then_delivers_once(kind, ctx, clock, settings
 
 
 @pytest.mark.parametrize("kind", CHANNELS)
-def test_500_then_200_is_retried_with_backoff_and_sent_once(kind, ctx, clock, settings, pg_session_factory, smtp,
-                                                           receivers):
+def test_500_then_200_is_retried_with_backoff_and_sent_once(
+    kind, ctx, clock, settings, pg_session_factory, smtp, receivers
+):
     script = receivers.script("/hook", [500, 200])
     seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
 
@@ -166,8 +167,9 @@ def test_500_then_200_is_retried_with_backoff_and_sent_once(kind, ctx, clock, se
 
 
 @pytest.mark.parametrize("kind", CHANNELS)
-def test_400_fails_that_destination_at_once_and_the_run_is_partial(kind, ctx, settings, pg_session_factory, smtp,
-                                                                  receivers):
+def test_400_fails_that_destination_at_once_and_the_run_is_partial(
+    kind, ctx, settings, pg_session_factory, smtp, receivers
+):
     handler, port = smtp
     script = receivers.script("/hook", [400])
     seeded = seed(pg_session_factory, settings, port, [destination(kind, receivers)], recipients=["ana@example.com"])
@@ -184,8 +186,9 @@ def test_400_fails_that_destination_at_once_and_the_run_is_partial(kind, ctx, se
 
 
 @pytest.mark.parametrize("kind", CHANNELS)
-def test_a_stalling_receiver_times_out_and_is_not_retried_past_the_window(kind, ctx, clock, settings,
-                                                                          pg_session_factory, smtp, receivers):
+def test_a_stalling_receiver_times_out_and_is_not_retried_past_the_window(
+    kind, ctx, clock, settings, pg_session_factory, smtp, receivers
+):
     script = receivers.script("/hook", ["stall"], stall_s=3)
     seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
 

@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.messaging import BrokerPublisher, build_broker
 from tests.integration.channel_receivers import Receivers
-from tests.integration.test_mail_helpers import execution_state, seed_rendered, start_smtp, ScriptedHandler
+from tests.integration.test_mail_helpers import ScriptedHandler, execution_state, seed_rendered, start_smtp
 from tests.integration.test_pipeline_skeleton import _finished, env, system, workers  # noqa: F401 (fixtures)
 from tests.support import Process, base_env, make_settings, wait_until
 
@@ -23,7 +23,12 @@ def receivers():
     running.stop()
 
 
-def test_a_mixed_report_reaches_two_inboxes_a_webhook_and_slack_once_each(system, workers, smtp_server, receivers):
+def test_a_mixed_report_reaches_two_inboxes_a_webhook_and_slack_once_each(
+    system,  # noqa: F811 (fixture)
+    workers,  # noqa: F811 (fixture)
+    smtp_server,
+    receivers,
+):
     client, report, _publisher = system
     hook = receivers.script("/hook", [200])
     slack = receivers.script("/slack/T1/B1/secret", [200], body="ok")
@@ -35,8 +40,10 @@ def test_a_mixed_report_reaches_two_inboxes_a_webhook_and_slack_once_each(system
     ]
     updated = client.put(
         f"/api/scheduled-reports/{report['id']}",
-        json={**{k: report[k] for k in ("name", "saved_query_id", "schedule", "formats", "subject")},
-              "destinations": destinations},
+        json={
+            **{k: report[k] for k in ("name", "saved_query_id", "schedule", "formats", "subject")},
+            "destinations": destinations,
+        },
     )
     assert updated.status_code == 200, updated.get_json()
     signing_secret = next(d["signing_secret"] for d in updated.get_json()["destinations"] if d["kind"] == "webhook")
@@ -67,21 +74,27 @@ def test_a_mailer_killed_while_a_webhook_is_in_flight_redelivers_with_the_same_w
     handler = ScriptedHandler()
     controller, smtp_port = start_smtp(handler)
     hook = receivers.script("/hook", ["stall", 200], stall_s=6)
-    env = base_env(BIAPP_DATABASE_URL=pg_url, BIAPP_BROKER_URL=amqp, BIAPP_LEASE_TTL_S="3",
-                   BIAPP_WEBHOOK_TIMEOUT_S="20")
-    settings = make_settings(**env)
+    worker_env = base_env(
+        BIAPP_DATABASE_URL=pg_url, BIAPP_BROKER_URL=amqp, BIAPP_LEASE_TTL_S="3", BIAPP_WEBHOOK_TIMEOUT_S="20"
+    )
+    settings = make_settings(**worker_env)
     seeded = seed_rendered(
-        pg_session_factory, settings, smtp_host="127.0.0.1", smtp_port=smtp_port,
+        pg_session_factory,
+        settings,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
         destinations=[{"kind": "webhook", "url": receivers.url("/hook")}],
     )
-    first = Process(["worker", "mailer", "--processes", "1", "--threads", "1"], env, log=tmp_path / "first.log")
+    first = Process(["worker", "mailer", "--processes", "1", "--threads", "1"], worker_env, log=tmp_path / "first.log")
     second = None
     try:
         BrokerPublisher(build_broker(settings)).send("deliver_report", seeded.execution_id)
         assert hook.in_flight.wait(60), first.output()
         first.signal(signal.SIGKILL)
         first.proc.wait(10)
-        second = Process(["worker", "mailer", "--processes", "1", "--threads", "1"], env, log=tmp_path / "second.log")
+        second = Process(
+            ["worker", "mailer", "--processes", "1", "--threads", "1"], worker_env, log=tmp_path / "second.log"
+        )
         wait_until(lambda: len(hook.received) >= 2, timeout=90, what="the resumed delivery")
         wait_until(
             lambda: execution_state(pg_session_factory, seeded.execution_id)[0].status == "success",

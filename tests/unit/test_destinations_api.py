@@ -72,9 +72,7 @@ def all_kinds(receivers):
 def stored_secrets(harness) -> dict:
     box = SecretBox(harness.settings.fernet_keys)
     with transaction(harness.session_factory) as session:
-        return {
-            str(d.id): rules.open_secret(box, d) for d in session.execute(sa.select(Destination)).scalars()
-        }
+        return {str(d.id): rules.open_secret(box, d) for d in session.execute(sa.select(Destination)).scalars()}
 
 
 def test_every_kind_is_accepted_and_no_secret_ever_comes_back(analyst, query_id, receivers, harness):
@@ -104,8 +102,11 @@ def test_every_kind_is_accepted_and_no_secret_ever_comes_back(analyst, query_id,
 def test_an_edit_naming_destinations_by_id_keeps_their_secrets(analyst, query_id, receivers, harness):
     created = analyst.post("/api/scheduled-reports", json=report_body(query_id, all_kinds(receivers))).get_json()
     before = stored_secrets(harness)
-    kept = [{"id": d["id"], "kind": d["kind"], **({"address": d["address"]} if d["kind"] == "email" else {})}
-            for d in created["destinations"] if d["kind"] != "teams"]
+    kept = [
+        {"id": d["id"], "kind": d["kind"], **({"address": d["address"]} if d["kind"] == "email" else {})}
+        for d in created["destinations"]
+        if d["kind"] != "teams"
+    ]
     response = analyst.put(f"/api/scheduled-reports/{created['id']}", json=report_body(query_id, kept))
     assert response.status_code == 200, response.get_json()
     after = stored_secrets(harness)
@@ -138,8 +139,10 @@ def test_an_older_client_sending_only_recipients_keeps_the_other_destinations(an
         ({"kind": "slack"}, "destinations.0.webhook_url"),
         ({"kind": "slack", "bot_token": "nope", "channel": "C0123ABCD"}, "destinations.0.bot_token"),
         ({"kind": "slack", "bot_token": SLACK_TOKEN}, "destinations.0.channel"),
-        ({"kind": "slack", "bot_token": SLACK_TOKEN, "channel": "C1", "webhook_url": "https://a.example/x"},
-         "destinations.0.webhook_url"),
+        (
+            {"kind": "slack", "bot_token": SLACK_TOKEN, "channel": "C1", "webhook_url": "https://a.example/x"},
+            "destinations.0.webhook_url",
+        ),
         ({"kind": "teams", "bot_token": SLACK_TOKEN, "channel": "C1"}, "destinations.0.bot_token"),
         ({"kind": "email"}, "destinations.0.address"),
         ({"kind": "email", "address": "not an address"}, "destinations.0.address"),
@@ -170,8 +173,14 @@ def test_internal_targets_follow_the_outbound_policy(sqlite_url, tmp_path, recei
         session.add(query)
         session.flush()
         query_id = str(query.id)
-    for url in (receivers.url("/hook"), "https://127.0.0.1/x", "https://[::1]/x", "https://169.254.169.254/latest",
-                "https://2130706433/x", "https://10.0.0.5/x"):
+    for url in (
+        receivers.url("/hook"),
+        "https://127.0.0.1/x",
+        "https://[::1]/x",
+        "https://169.254.169.254/latest",
+        "https://2130706433/x",
+        "https://10.0.0.5/x",
+    ):
         response = client.post("/api/scheduled-reports", json=report_body(query_id, [{"kind": "webhook", "url": url}]))
         assert response.status_code == 422, (url, response.get_json())
         assert "BIAPP_OUTBOUND_ALLOW" in json.dumps(response.get_json()["errors"])
@@ -184,7 +193,10 @@ def test_the_destination_test_reports_the_remote_answer(analyst, query_id, recei
         "/api/scheduled-reports",
         json=report_body(
             query_id,
-            [{"kind": "webhook", "url": receivers.url("/ok")}, {"kind": "slack", "webhook_url": receivers.url("/gone")}],
+            [
+                {"kind": "webhook", "url": receivers.url("/ok")},
+                {"kind": "slack", "webhook_url": receivers.url("/gone")},
+            ],
         ),
     ).get_json()
     url = f"/api/scheduled-reports/{created['id']}/destinations"
