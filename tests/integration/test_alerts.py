@@ -318,3 +318,59 @@ def test_a_mailer_that_died_mid_delivery_is_taken_over_when_its_lease_runs_out(
     assert Counter(r for m in messages for r in m.recipients) == {"oncall@example.com": 1, "boss@example.com": 1}
     done = event(pg_session_factory, event_id)
     assert {d.status for d in done.deliveries} == {"sent"} and done.lease_owner is None
+
+
+def test_an_alert_reaches_webhook_and_teams_destinations_through_the_same_delivery_path(
+    make_ctx, settings, pg_data_database, pg_session_factory, smtp_server, tickets
+):
+    import json
+
+    from standardwebhooks.webhooks import Webhook
+
+    from shared import destinations as rules
+    from shared.models.destinations import renumbered
+    from shared.security.crypto import SecretBox
+    from tests.integration.channel_receivers import Receivers
+
+    receivers = Receivers().start()
+    try:
+        hook = receivers.script("/hook", [200])
+        teams = receivers.script("/teams", [500, 202])
+        tickets(5)
+        owner, query = seed(pg_session_factory, pg_data_database, smtp_server)
+        with transaction(pg_session_factory) as session:
+            alert = add_alert(session, owner, query, recipients=["oncall@example.com"], cc=[])
+            added = rules.build(
+                [
+                    {"kind": "webhook", "url": receivers.url("/hook")},
+                    {"kind": "teams", "webhook_url": receivers.url("/teams")},
+                ],
+                [],
+                SecretBox(settings.fernet_keys),
+                settings,
+            )
+            secret = added[0].signing_secret_once
+            alert.destinations = renumbered([*alert.destinations, *added])
+        ctx = make_ctx()
+        [(event_id, _)] = dispatch_due_alerts(ctx, now=NOW)
+        ctx.publisher.sent.clear()
+        with pytest.raises(Exception) as retry:  # Teams answered 500: that destination alone is retried
+            evaluate_and_deliver(ctx, event_id)
+        assert type(retry.value).__name__ == "RetryAlertDelivery"
+        assert deliver_event(ctx, SmtplibTransport(), str(event_id)) == 1
+    finally:
+        receivers.stop()
+
+    done = event(pg_session_factory, event_id)
+    assert {(d.channel, d.status) for d in done.deliveries} == {
+        ("email", "sent"),
+        ("webhook", "sent"),
+        ("teams", "sent"),
+    }
+    assert len(hook.received) == 1 and len(teams.received) == 2 and len(smtp_server.messages) == 1
+    request = hook.received[0]
+    payload = Webhook(secret).verify(request["body"], {k.lower(): v for k, v in request["headers"].items()})
+    assert payload["type"] == "alert.triggered" and payload["data"]["alert"]["name"] == "Backlog"
+    assert payload["data"]["facts"]["Observed"] == "5" and payload["data"]["status"] == "true"
+    card = json.loads(teams.received[-1]["body"])["attachments"][0]["content"]
+    assert "Backlog" in json.dumps(card)

@@ -20,6 +20,7 @@ from services.mailer.transport import SmtplibTransport
 from shared.clock import FixedClock
 from shared.context import build_context
 from shared.messaging import RecordingPublisher
+from shared.metrics import DELIVERIES
 from tests.integration.channel_receivers import Receivers
 from tests.integration.test_mail_helpers import ScriptedHandler, execution_state, seed_rendered, start_smtp
 from tests.support import make_settings
@@ -101,8 +102,10 @@ def test_a_200_is_one_accepted_delivery_with_its_answer_recorded(
 ):
     script = receivers.script("/hook", [202 if kind == "teams" else 200])
     seeded = seed(pg_session_factory, settings, smtp[1], [destination(kind, receivers)])
+    sent_before = DELIVERIES.labels("sent", kind)._value.get()
 
     assert one_pass(ctx, seeded.execution_id) is None
+    assert DELIVERIES.labels("sent", kind)._value.get() == sent_before + 1, "metrics carry the channel"
     assert one_pass(ctx, seeded.execution_id) is None  # a duplicate message finds nothing to send
 
     execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
