@@ -165,7 +165,15 @@ def test_run_now_and_test_work_on_paused_reports_and_never_move_next_run(harness
     with transaction(harness.session_factory) as session:
         test_run = session.get(ReportExecution, uuid.UUID(test.get_json()["execution_id"]))
         assert test_run.trigger == "test"
-        assert test_run.recipients == [{"address": "ana@example.com", "kind": "to"}]
+        assert test_run.recipients == [
+            {
+                "address": "ana@example.com",
+                "kind": "to",
+                "channel": "email",
+                "destination_id": None,
+                "target": "ana@example.com",
+            }
+        ]
 
 
 def _execution(session, report_id, *, status, trigger, at):
