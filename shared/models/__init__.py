@@ -5,7 +5,14 @@ from shared.models.base import Base
 from shared.models.catalog import Dashboard, DashboardWidget, DataSource, SavedQuery, SemanticEntity
 from shared.models.destinations import Destination
 from shared.models.email import EmailConfig
-from shared.models.reports import Artifact, ArtifactChunk, Delivery, ReportExecution, ScheduledReport
+from shared.models.reports import (
+    Artifact,
+    ArtifactChunk,
+    Delivery,
+    ReportExecution,
+    ScheduledReport,
+    Unsubscription,
+)
 from shared.models.users import PreviewSlot, RevokedToken, User
 
 __all__ = [
@@ -27,5 +34,6 @@ __all__ = [
     "SavedQuery",
     "ScheduledReport",
     "SemanticEntity",
+    "Unsubscription",
     "User",
 ]

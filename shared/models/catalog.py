@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from shared.models.base import Base, Timestamped, uuid_pk
 
 DATA_SOURCE_KINDS = ("postgresql", "mysql", "sqlite")
-CHART_KINDS = ("table", "bar", "line", "pie")
+CHART_KINDS = ("table", "bar", "line", "area", "pie", "donut", "kpi")
 
 
 class DataSource(Timestamped, Base):
@@ -94,4 +94,9 @@ class DashboardWidget(Base):
         sa.ForeignKey("saved_queries.id", ondelete="RESTRICT"), nullable=False
     )
     chart: Mapped[str] = mapped_column(sa.String(10), nullable=False, default="table")
+    # What the chart draws: the x (or slice) column, an optional series column whose values each get
+    # their own line or bar group, and the measure columns. Empty: guessed from the result's columns.
+    x_field: Mapped[str | None] = mapped_column(sa.String(255))
+    series_field: Mapped[str | None] = mapped_column(sa.String(255))
+    measures: Mapped[list] = mapped_column(sa.JSON, nullable=False, default=list, server_default="[]")
     dashboard: Mapped[Dashboard] = relationship(back_populates="widgets")

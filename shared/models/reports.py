@@ -35,6 +35,13 @@ class ScheduledReport(HasDestinations, Timestamped, Base):
     body: Mapped[str | None] = mapped_column(sa.Text)
     send_if_empty: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     csv_bom: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    csv_separator: Mapped[str] = mapped_column(sa.String(1), nullable=False, default=",", server_default=",")
+    # How numbers, dates and the email's own words read: a BCP 47 locale such as de-DE.
+    locale: Mapped[str] = mapped_column(sa.String(35), nullable=False, default="en-US", server_default="en-US")
+    # Skip a run whose rows hash the same as the last successful run's.
+    send_only_if_changed: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
     is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     next_run_at: Mapped[datetime | None] = mapped_column()
     destinations: Mapped[list[Destination]] = relationship(
@@ -70,6 +77,11 @@ class ReportExecution(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     late: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # sha256 over every section's rows, for "send only if the data changed".
+    rows_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    # What the run found, per section: [{"title", "row_count", "truncated", "kpi": {...}}]; KPI cards
+    # compare against the previous run's.
+    summary: Mapped[list | None] = mapped_column(sa.JSON)
     enqueue_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
     last_enqueued_at: Mapped[datetime | None] = mapped_column()
     # Who this run is for, fixed when it is queued: [{"address", "kind": "to"|"cc", "channel",
@@ -167,3 +179,18 @@ class ArtifactChunk(Base):
     artifact_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
+
+
+class Unsubscription(Base):
+    """A recipient who asked to stop receiving a report (one click in its email); later runs skip them."""
+
+    __tablename__ = "unsubscriptions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    report_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("scheduled_reports.id", ondelete="CASCADE"), nullable=False
+    )
+    address: Mapped[str] = mapped_column(sa.String(320), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("report_id", "address", name="uq_unsubscriptions_report_address"),)

@@ -427,8 +427,8 @@ def test_a_source_that_is_the_application_database_or_a_superuser_is_refused_wit
 # --- the fuzzer ---------------------------------------------------------------------------------------
 
 FUZZ_SEED = int(os.environ.get("BIAPP_FUZZ_SEED", "20240611"))
-FUZZ_EXAMPLES = int(os.environ.get("BIAPP_FUZZ_EXAMPLES", "25"))
-FUZZ_SCENARIOS = int(os.environ.get("BIAPP_FUZZ_SCENARIOS", "100"))
+FUZZ_EXAMPLES = int(os.environ.get("BIAPP_FUZZ_EXAMPLES", "12"))
+FUZZ_SCENARIOS = int(os.environ.get("BIAPP_FUZZ_SCENARIOS", "50"))
 FUZZ_ADMIN = "fuzz-admin@example.com"
 
 
