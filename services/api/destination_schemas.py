@@ -176,6 +176,7 @@ class WebhookPayloadSchema(Schema):
             "enum": [
                 "report.delivered",
                 "report.test",
+                "report.failed",
                 "alert.triggered",
                 "alert.recovered",
                 "alert.error",

@@ -9,6 +9,7 @@ from services.mailer.files import plan_files, read_preview
 from services.mailer.notification import (
     ALERT_EVENTS,
     REPORT_DELIVERED,
+    REPORT_FAILED,
     REPORT_TEST,
     FileLink,
     Notification,
@@ -70,6 +71,29 @@ def report_notification(
         sections=(section,),
         files=tuple(file_links(ctx, artifacts)),
         open_url=report_url(ctx, report.id),
+    )
+
+
+def failure_notification(ctx: WorkerContext, execution: ReportExecution, report: ScheduledReport) -> Notification:
+    """What webhook and chat destinations hear when a run failed before anything could be sent."""
+    zone = report.timezone or "UTC"
+    local = execution.scheduled_for.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    attempts = f" after {execution.attempts} attempts" if (execution.attempts or 0) > 1 else ""
+    return Notification(
+        type=REPORT_FAILED,
+        subject=f"Failed: {report.name} ({local})",
+        headline=f"{report.name} could not run for {local}{attempts}; nothing was sent.",
+        name=report.name,
+        object_kind="report",
+        object_id=str(report.id),
+        run_id=str(execution.id),
+        status="failed",
+        timezone=zone,
+        scheduled_for=execution.scheduled_for,
+        started_at=execution.started_at,
+        finished_at=execution.finished_at,
+        open_url=report_url(ctx, report.id),
+        error=execution.error or "The run failed.",
     )
 
 

@@ -64,6 +64,11 @@ def _claim(ctx: WorkerContext, execution_id: uuid.UUID, worker: str) -> executio
         )
         if claim.outcome == "ours":
             executions.insert_deliveries(session, claim.execution)
+        elif claim.outcome == "done" and claim.execution is not None and claim.execution.status == "failed":
+            # A run that failed before sending: only its failure notices (webhook/chat rows) are left.
+            claim = executions.claim_failure_notices(
+                session, execution_id, worker=worker, now=ctx.clock.now(), ttl_s=ctx.settings.lease_ttl_s
+            )
         return claim
 
 
@@ -100,6 +105,10 @@ def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Job | None, list, 
         if not due:
             return None, [], waiting
         report = session.get(ScheduledReport, execution.report_id)
+        if execution.status == "failed":
+            notification = content.failure_notification(ctx, execution, report)
+            secrets = load_secrets(ctx, session, {d.destination_id for d in due})
+            return Job(notification=notification, now=now), _without_unreadable(ctx, as_targets(due, secrets)), waiting
         artifacts = list(
             session.execute(
                 sa.select(Artifact)
@@ -179,6 +188,7 @@ def _send_pending(ctx: WorkerContext, channels, exec_id: uuid.UUID, lease) -> No
     if job is None and not waiting:
         _close(ctx, exec_id)
         return
+    notices = job is not None and job.notification.failed
     result = PassResult()
     if job is not None and targets:
         result = deliver_pass(channels, job, targets, lease, record=lambda *a, **k: _record(ctx, *a, **k), extra=extra)
@@ -186,7 +196,7 @@ def _send_pending(ctx: WorkerContext, channels, exec_id: uuid.UUID, lease) -> No
             return
     if result.transient_left or waiting:
         _retry_or_close(ctx, exec_id, result, waiting, extra)
-    else:
+    elif not notices:
         _close(ctx, exec_id, failure=result.failure)
 
 
@@ -208,8 +218,11 @@ def _record(ctx, delivery_id, status, *, error=None, answer=None, message_id=Non
 def _retry_or_close(ctx: WorkerContext, exec_id: uuid.UUID, result: PassResult, waiting, extra: dict) -> None:
     """Retry the destinations not yet reached while the run is inside its retry window, else close it."""
     with transaction(ctx.session_factory) as session:
+        # A failed run's notices count from its failure; a sent run's copies from the start of sending.
         started = session.execute(
-            sa.select(ReportExecution.sending_at).where(ReportExecution.id == exec_id)
+            sa.select(sa.func.coalesce(ReportExecution.sending_at, ReportExecution.finished_at)).where(
+                ReportExecution.id == exec_id
+            )
         ).scalar_one_or_none()
     now = ctx.clock.now()
     if started is None or now - started >= timedelta(seconds=ctx.settings.mail_retry_window_s):
@@ -223,5 +236,7 @@ def _retry_or_close(ctx: WorkerContext, exec_id: uuid.UUID, result: PassResult, 
 
 
 def _close(ctx: WorkerContext, exec_id: uuid.UUID, failure: str | None = None) -> None:
+    """Close a sending run from its ledger; a failed run's notices still pending simply fail (it stays failed)."""
     with transaction(ctx.session_factory) as session:
-        executions.close_from_ledger(session, exec_id, now=ctx.clock.now(), failure=failure)
+        if executions.close_from_ledger(session, exec_id, now=ctx.clock.now(), failure=failure) is None:
+            executions.give_up_notices(session, exec_id, failure or "not delivered: the retry window is over")

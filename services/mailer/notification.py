@@ -12,8 +12,9 @@ from datetime import datetime
 # Event types a receiver sees (the webhook's `type`).
 REPORT_DELIVERED = "report.delivered"
 REPORT_TEST = "report.test"
+REPORT_FAILED = "report.failed"
 ALERT_EVENTS = {"triggered": "alert.triggered", "recovered": "alert.recovered", "error": "alert.error"}
-EVENT_TYPES = (REPORT_DELIVERED, REPORT_TEST, *ALERT_EVENTS.values(), "destination.test")
+EVENT_TYPES = (REPORT_DELIVERED, REPORT_TEST, REPORT_FAILED, *ALERT_EVENTS.values(), "destination.test")
 
 
 @dataclass(frozen=True)

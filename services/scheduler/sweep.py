@@ -102,6 +102,8 @@ def sweep_stuck_executions(ctx: WorkerContext, *, now: datetime | None = None) -
     with transaction(ctx.session_factory) as session:
         for execution in _unfinished(session):
             _judge(session, ctx.settings, execution, now, result)
+        for execution in _failed_with_notices(session):
+            _judge_notices(session, ctx.settings, execution, now, result)
     for execution_id in result.requeued:
         _publish(ctx, RENDER_REPORT, execution_id)
     for execution_id in result.redelivered:
@@ -199,10 +201,46 @@ def _judge_sending(session: Session, settings: Settings, execution: ReportExecut
         result.redelivered.append(execution.id)
 
 
+def _failed_with_notices(session: Session) -> Iterable[ReportExecution]:
+    """Failed runs whose webhook/chat destinations have not heard of the failure yet."""
+    pending = sa.select(Delivery.id).where(Delivery.execution_id == ReportExecution.id, Delivery.status == "pending")
+    return (
+        session.execute(
+            sa.select(ReportExecution)
+            .where(ReportExecution.status == "failed", pending.exists())
+            .order_by(ReportExecution.finished_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def _judge_notices(session: Session, settings: Settings, execution: ReportExecution, now: datetime, result):
+    """Re-publish failure notices whose message was lost or whose mailer died; give up after the retry window."""
+    if execution.lease_expires_at is not None and execution.lease_expires_at >= now:
+        return  # a mailer is sending them
+    if now - execution.finished_at >= timedelta(seconds=settings.mail_retry_window_s) + GRACE:
+        executions.give_up_notices(session, execution.id, "not delivered: the retry window is over")
+        return
+    last_activity = session.execute(
+        sa.select(sa.func.max(Delivery.updated_at)).where(Delivery.execution_id == execution.id)
+    ).scalar_one_or_none()
+    reference = _latest(execution.finished_at, execution.last_enqueued_at, last_activity)
+    quiet = _backoff(timedelta(seconds=settings.stuck_queued_after_s), execution.enqueue_count)
+    if lease_expired(execution, now) or now > reference + quiet:
+        if executions.bump(session, execution.id, "failed", now):
+            result.redelivered.append(execution.id)
+
+
 def _fail(session: Session, execution: ReportExecution, now: datetime, result: SweepResult, error: str) -> None:
-    if executions.fail(session, execution.id, now=now, error=error):
+    failed, notices = executions.fail_and_notify(session, execution.id, now=now, error=error)
+    if failed:
         EXECUTIONS.labels("failed", execution.trigger).inc()
         result.failed.append(execution.id)
+        if notices:
+            result.redelivered.append(execution.id)
         log.warning("sweeper failed a stuck run: %s", error, extra={"execution_id": str(execution.id)})
 
 

@@ -15,6 +15,7 @@ from shared.executions.leases import (
     Claim,
     LeaseKeeper,
     claim_alert_delivery,
+    claim_failure_notices,
     claim_render,
     claim_send,
     grant_grace,
@@ -24,13 +25,24 @@ from shared.executions.leases import (
 )
 from shared.executions.ledger import (
     close_from_ledger,
+    give_up_notices,
     insert_deliveries,
+    insert_failure_notices,
     ledger_row,
     record_accepted,
     record_delivery,
 )
 from shared.executions.requeue import bump, cancel_unstarted
-from shared.executions.states import ACTIVE, MAX_ERROR_LENGTH, TERMINAL, TRANSITIONS, check_transition, fail, move
+from shared.executions.states import (
+    ACTIVE,
+    MAX_ERROR_LENGTH,
+    TERMINAL,
+    TRANSITIONS,
+    check_transition,
+    fail,
+    fail_and_notify,
+    move,
+)
 
 __all__ = [
     "ACTIVE",
@@ -42,12 +54,16 @@ __all__ = [
     "bump",
     "cancel_unstarted",
     "claim_alert_delivery",
+    "claim_failure_notices",
     "check_transition",
     "claim_render",
     "claim_send",
     "close_from_ledger",
     "create_execution",
     "fail",
+    "fail_and_notify",
+    "give_up_notices",
+    "insert_failure_notices",
     "grant_grace",
     "insert_deliveries",
     "ledger_row",

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
-from shared.models import AlertDelivery, AlertEvent, ReportExecution
+from shared.models import AlertDelivery, AlertEvent, Delivery, ReportExecution
 from shared.outages import is_database_outage
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,29 @@ def _why_not(execution: ReportExecution | None, now: datetime, *, working: str) 
         return Claim("busy", max(0.0, (execution.lease_expires_at - now).total_seconds()), execution)
     if execution.status == "queued" and execution.scheduled_for > now:
         return Claim("early", (execution.scheduled_for - now).total_seconds(), execution)
+    return Claim("done", execution=execution)
+
+
+def claim_failure_notices(
+    session: Session, execution_id: uuid.UUID, *, worker: str, now: datetime, ttl_s: float
+) -> Claim:
+    """Take the lease of a `failed` run whose failure notices (webhook/chat rows) are still pending."""
+    waiting = (
+        sa.select(Delivery.id).where(Delivery.execution_id == ReportExecution.id, Delivery.status == "pending").exists()
+    )
+    taken = session.execute(
+        sa.update(ReportExecution)
+        .where(
+            ReportExecution.id == execution_id, ReportExecution.status == "failed", waiting, _lease_free(now, worker)
+        )
+        .values(lease_owner=worker, lease_expires_at=_expiry(now, ttl_s))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    execution = session.get(ReportExecution, execution_id, populate_existing=True)
+    if taken:
+        return Claim("ours", execution=execution)
+    if execution is not None and execution.lease_expires_at is not None and execution.lease_expires_at >= now:
+        return Claim("busy", (execution.lease_expires_at - now).total_seconds(), execution)
     return Claim("done", execution=execution)
 
 

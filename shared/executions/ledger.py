@@ -36,6 +36,36 @@ def insert_deliveries(session: Session, execution: ReportExecution) -> None:
             session.add(ledger_row(Delivery, planned, execution_id=execution.id))
 
 
+def insert_failure_notices(session: Session, execution_id: uuid.UUID) -> bool:
+    """A run that failed before sending: its webhook and chat destinations hear about it.
+
+    Email recipients do not (a failure email to everyone on the list is noise; the owner sees the
+    run's history), but a webhook consumer or a team channel waiting for the numbers must learn
+    that none are coming. Only for a run with no ledger rows yet; True when rows were added (the
+    caller then publishes the delivery message after its commit).
+    """
+    execution = session.get(ReportExecution, execution_id, populate_existing=True)
+    if execution is None or execution.status != "failed":
+        return False
+    if session.execute(sa.select(Delivery.id).where(Delivery.execution_id == execution_id).limit(1)).first():
+        return False
+    planned = [p for p in execution.recipients or () if p.get("channel", "email") != "email"]
+    for destination in planned:
+        session.add(ledger_row(Delivery, destination, execution_id=execution_id))
+    session.flush()
+    return bool(planned)
+
+
+def give_up_notices(session: Session, execution_id: uuid.UUID, reason: str) -> int:
+    """Failure notices still pending when their retry window ends fail; the run itself stays failed."""
+    return session.execute(
+        sa.update(Delivery)
+        .where(Delivery.execution_id == execution_id, Delivery.status == "pending")
+        .values(status="failed", error=sa.func.coalesce(Delivery.error, reason))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
 def ledger_row(model, planned: dict, **owner):
     """One ledger row (`Delivery` or `AlertDelivery`) for a planned destination of a run or event."""
     destination_id = planned.get("destination_id")

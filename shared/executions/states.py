@@ -91,3 +91,12 @@ def fail(session: Session, execution_id: uuid.UUID, *, now: datetime, error: str
         if move(session, execution_id, expected=state, target="failed", now=now, error=error):
             return True
     return False
+
+
+def fail_and_notify(session: Session, execution_id: uuid.UUID, *, now: datetime, error: str) -> tuple[bool, bool]:
+    """Fail a run; (failed, notices): notices is True when its webhook/chat destinations are to be told."""
+    from shared.executions.ledger import insert_failure_notices
+
+    if not fail(session, execution_id, now=now, error=error):
+        return False, False
+    return True, insert_failure_notices(session, execution_id)

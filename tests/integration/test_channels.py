@@ -13,14 +13,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
 from services.mailer.deliver import RetryDelivery, deliver_execution
 from services.mailer.transport import SmtplibTransport
+from services.renderer.render import render_execution
+from services.scheduler.sweep import sweep_stuck_executions
 from shared.clock import FixedClock
 from shared.context import build_context
-from shared.messaging import RecordingPublisher
+from shared.db import transaction
+from shared.messaging import DELIVER_REPORT, RecordingPublisher
 from shared.metrics import DELIVERIES
+from shared.models import ReportExecution
 from tests.integration.channel_receivers import Receivers
 from tests.integration.test_mail_helpers import ScriptedHandler, execution_state, seed_rendered, start_smtp
 from tests.support import make_settings
@@ -270,3 +275,71 @@ def test_secrets_never_reach_the_logs_or_the_history(ctx, settings, pg_session_f
     texts = [ours, row.error or "", row.answer or "", row.target, row.recipient]
     assert not any("very-secret-path" in t for t in texts)
     assert str(uuid.UUID(row.recipient.split(":", 1)[1]))  # the ledger names the destination by id only
+
+
+def _back_to_queued(factory, execution_id):
+    with transaction(factory) as session:
+        session.execute(
+            sa.update(ReportExecution)
+            .where(ReportExecution.id == uuid.UUID(execution_id))
+            .values(status="queued", rendered_at=None, row_count=None)
+        )
+
+
+def test_a_run_that_fails_before_sending_tells_its_webhook_and_chat_destinations_once(
+    ctx, settings, pg_session_factory, smtp, receivers
+):
+    scripts = {kind: receivers.script(f"/{kind}", [202 if kind == "teams" else 200]) for kind in CHANNELS}
+    seeded = seed(
+        pg_session_factory,
+        settings,
+        smtp[1],
+        [destination(kind, receivers, f"/{kind}") for kind in CHANNELS],
+        recipients=["ana@example.com"],
+    )
+    _back_to_queued(pg_session_factory, seeded.execution_id)
+
+    render_execution(ctx, seeded.execution_id)  # its query has no data source: the run fails for good
+    assert (DELIVER_REPORT, (seeded.execution_id,), None) in ctx.publisher.sent
+    assert one_pass(ctx, seeded.execution_id) is None
+    assert one_pass(ctx, seeded.execution_id) is None  # a duplicate message sends nothing again
+
+    execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    assert execution.status == "failed", "the run stays failed"
+    assert sorted((d.channel, d.status, d.attempts) for d in deliveries.values()) == [
+        ("slack", "sent", 1),
+        ("teams", "sent", 1),
+        ("webhook", "sent", 1),
+    ], "email recipients get no failure mail"
+    assert smtp[0].received == []
+    assert all(len(script.received) == 1 for script in scripts.values())
+    webhook = json.loads(scripts["webhook"].received[0]["body"])
+    assert webhook["type"] == "report.failed"
+    assert webhook["data"]["status"] == "failed" and webhook["data"]["error"] == execution.error
+    slack = json.loads(scripts["slack"].received[0]["body"])
+    assert "Error:" in slack["text"] and "nothing was sent" in json.dumps(slack["blocks"])
+    teams = json.dumps(json.loads(scripts["teams"].received[0]["body"]))
+    assert "Error: " in teams and "Attention" in teams
+
+
+def test_failure_notices_whose_message_was_lost_are_sent_by_the_sweeper_then_given_up(
+    settings, pg_session_factory, smtp, receivers
+):
+    clock = FixedClock(datetime.now(UTC))  # the ledger's own timestamps are the database's
+    ctx = build_context(settings, RecordingPublisher(), session_factory=pg_session_factory, clock=clock)
+    receivers.script("/hook", [500] * 20)
+    seeded = seed(pg_session_factory, settings, smtp[1], [destination("webhook", receivers)])
+    _back_to_queued(pg_session_factory, seeded.execution_id)
+    render_execution(ctx, seeded.execution_id)
+    ctx.publisher.sent.clear()  # the publish after the failure was lost
+
+    clock.advance(seconds=settings.stuck_queued_after_s * 2 + 5)
+    assert seeded.execution_id in {str(i) for i in sweep_stuck_executions(ctx).redelivered}
+    assert isinstance(one_pass(ctx, seeded.execution_id), RetryDelivery)  # 500: retried with backoff
+
+    clock.advance(seconds=settings.mail_retry_window_s + 60)
+    sweep_stuck_executions(ctx)
+    execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
+    [row] = deliveries.values()
+    assert (execution.status, row.status) == ("failed", "failed"), "nothing is retried forever"
+    assert one_pass(ctx, seeded.execution_id) is None
