@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.orm import object_session
+
 from services.mailer.compose import DownloadLink, MailContent, Preview, compose_body, render_subject
 from services.mailer.files import plan_files, read_preview
 from services.mailer.notification import (
@@ -17,7 +19,7 @@ from services.mailer.notification import (
 )
 from shared import alerts, links
 from shared.context import WorkerContext
-from shared.models import Alert, AlertEvent, Artifact, ReportExecution, ScheduledReport
+from shared.models import Alert, AlertEvent, Artifact, ReportExecution, ScheduledReport, User
 from shared.templates import template_context
 
 
@@ -47,12 +49,16 @@ def report_notification(
     zone = report.timezone or "UTC"
     local = execution.scheduled_for.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
     rows = execution.row_count or 0
-    section = Section(
-        title=report.name,
-        row_count=rows,
-        columns=tuple(preview.columns) if preview else (),
-        rows=tuple(tuple(r) for r in preview.rows) if preview else (),
-    )
+    sections = summary_sections(execution.summary)
+    if not sections:  # a run rendered before runs kept a summary: the first rows of its first file
+        sections = (
+            Section(
+                title=report.name,
+                row_count=rows,
+                columns=tuple(preview.columns) if preview else (),
+                rows=tuple(tuple(r) for r in preview.rows) if preview else (),
+            ),
+        )
     truncated = " (cut at the row limit)" if execution.truncated else ""
     return Notification(
         type=REPORT_TEST if execution.trigger == "test" else REPORT_DELIVERED,
@@ -68,10 +74,40 @@ def report_notification(
         started_at=execution.started_at,
         finished_at=execution.rendered_at,
         row_count=rows,
-        sections=(section,),
+        sections=sections,
         files=tuple(file_links(ctx, artifacts)),
         open_url=report_url(ctx, report.id),
+        locale=getattr(report, "locale", None) or "en-US",
+        owner=owner_name(report),
+        description=report.description,
     )
+
+
+def summary_sections(summary) -> tuple[Section, ...]:
+    """The sections a run's summary recorded at render time (each dashboard widget, in order)."""
+    found = []
+    for item in (summary or {}).get("sections", ()) if isinstance(summary, dict) else ():
+        found.append(
+            Section(
+                title=item.get("title") or "",
+                row_count=item.get("row_count"),
+                columns=tuple(item.get("columns") or ()),
+                rows=tuple(tuple(r) for r in item.get("rows") or ()),
+                align=tuple(item.get("align") or ()),
+                charts=tuple(item.get("charts") or ()),
+                chart_alt=item.get("chart_alt") or "",
+                truncated=bool(item.get("truncated")),
+                filters=tuple(item.get("filters") or ()),
+            )
+        )
+    return tuple(found)
+
+
+def owner_name(report: ScheduledReport) -> str | None:
+    """Who scheduled the report, as the footer names them: their name, else their address."""
+    session = object_session(report)
+    owner = session.get(User, report.owner_id) if session is not None else None
+    return (owner.name or owner.email) if owner is not None else None
 
 
 def failure_notification(ctx: WorkerContext, execution: ReportExecution, report: ScheduledReport) -> Notification:

@@ -24,7 +24,12 @@ class Section:
     title: str
     row_count: int | None
     columns: tuple[str, ...] = ()
-    rows: tuple[tuple[str, ...], ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()  # already formatted in the report's locale
+    align: tuple[str, ...] = ()  # "left" | "right" per column (numbers right)
+    charts: tuple[dict, ...] = ()  # Vega-Lite specs (shared.charts): PNG in emails and Slack, SVG in the PDF
+    chart_alt: str = ""  # the charts' text alternative
+    truncated: bool = False  # the query was cut at the report row limit
+    filters: tuple[str, ...] = ()  # in words, in the report's language
 
     @property
     def cut(self) -> bool:
@@ -60,6 +65,9 @@ class Notification:
     open_url: str | None = None
     error: str | None = None
     facts: tuple[tuple[str, str], ...] = ()  # label/value lines (an alert's condition, observed value)
+    locale: str = "en-US"  # the report's: numbers, dates and the boilerplate's language
+    owner: str | None = None  # who scheduled it (name or address), for the email's footer
+    description: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
