@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from shared import formats
 from shared.query.columns import COLUMN_TYPES
 
 AGGREGATIONS = ("sum", "count", "count_distinct", "avg", "min", "max")
@@ -48,6 +49,12 @@ def check_entity(dimensions: list[dict], measures: list[dict]) -> dict[str, list
                 problem(f"{path}.column", "is required")
             if kind == "dimensions" and item.get("type") not in COLUMN_TYPES:
                 problem(f"{path}.type", f"must be one of {', '.join(COLUMN_TYPES)}")
+            numeric = kind == "measures" or item.get("type") in ("integer", "decimal")
+            if numeric and item.get("format") is not None:
+                try:
+                    formats.parse_format(item.get("format"))
+                except ValueError as exc:
+                    problem(f"{path}.format", str(exc))
             if kind == "measures":
                 if item.get("aggregation") not in AGGREGATIONS:
                     problem(f"{path}.aggregation", f"must be one of {', '.join(AGGREGATIONS)}")

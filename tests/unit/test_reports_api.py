@@ -119,6 +119,8 @@ def test_a_full_year_of_next_runs_can_be_previewed(analyst, query_id):
         ({"formats": ["docx"]}, ("formats",)),
         ({"name": ""}, ("name",)),
         ({"subject": "two\nlines"}, ("subject",)),
+        ({"locale": "xx-NOWHERE"}, ("locale",)),
+        ({"locale": "de_DE; drop"}, ("locale",)),
     ],
 )
 def test_invalid_reports_are_refused_naming_the_field(analyst, query_id, overrides, path):
@@ -128,6 +130,13 @@ def test_invalid_reports_are_refused_naming_the_field(analyst, query_id, overrid
     for key in path:
         assert key in errors, errors
         errors = errors[key]
+
+
+def test_a_report_keeps_its_locale_normalised_and_defaults_to_en_us(analyst, query_id):
+    assert create(analyst, query_id)["locale"] == "en-US"
+    german = create(analyst, query_id, locale="de_de")
+    assert german["locale"] == "de-DE"
+    assert analyst.get(f"/api/scheduled-reports/{german['id']}").get_json()["locale"] == "de-DE"
 
 
 def test_unknown_saved_query_is_refused(analyst, query_id):

@@ -6,6 +6,7 @@ text checks compare with whitespace removed.
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +15,6 @@ import pytest
 from pypdf import PdfReader
 
 from services.renderer.writers import RenderMeta, Section
-from services.renderer.writers.charts import chart_svg
 from services.renderer.writers.pdf_writer import MAX_COLUMNS, PdfWriter, safe_url_fetcher
 from shared.query.engine import ColumnInfo
 
@@ -64,9 +64,9 @@ def test_first_page_layout(tmp_path):
         "Revenuebyregion",
         "Runtime:2026-11-2809:00CET(Europe/Berlin)",
         "RegionRevenueShareClosedat",
-        "region-00.500.00%2026-11-2800:30:00",
-        "region-11,000.501.00%2026-11-2800:30:00",
-        "region-22,000.502.00%2026-11-2800:30:00",
+        "region-0$0.500.0%Nov28,2026,12:30:00AMCET",  # currency, percent and times in the report's locale
+        "region-1$1,000.501.0%Nov28,2026,12:30:00AMCET",
+        "region-2$2,000.502.0%Nov28,2026,12:30:00AMCET",
         "QuarterlySalesPage1of1",
     ]
     position = 0
@@ -80,7 +80,7 @@ def test_only_the_first_rows_are_laid_out_with_a_note_and_the_header_repeats(tmp
     reader, _ = render(tmp_path, [(Section("Quarterly Sales", COLUMNS), rows(200), 200_000, False)], max_rows=120)
     pages = [squash(p.extract_text()) for p in reader.pages]
     assert len(pages) >= 3
-    assert "Showingthefirst120of200,000rows.ThefulldataisintheXLSXorCSVattachment." in pages[0]
+    assert "Showingthefirst120of200,000rows.ThefulldataisintheXLSX/CSVattachment." in pages[0]
     assert all("RegionRevenueShareClosedat" in page for page in pages)  # repeated header
     assert all(f"Page{n}of{len(pages)}" in page for n, page in enumerate(pages, start=1))
     everything = "".join(pages)
@@ -121,7 +121,7 @@ def test_unicode_nulls_long_text_wide_and_empty(tmp_path):
         [(Section("Wide", columns), [tuple(values)], 1, False), (Section("Empty", COLUMNS), [], 0, False)],
     )
     text = squash("".join(p.extract_text() for p in reader.pages))
-    assert f"Showing{MAX_COLUMNS}of200columns.AllcolumnsareintheXLSXorCSVattachment." in text
+    assert f"Showing{MAX_COLUMNS}of200columns.AllcolumnsareintheXLSX/CSVattachment." in text
     assert "wordword" in text and "Norows." in text
     assert len(reader.pages) <= 3  # long text is cut, not laid out over pages
 
@@ -139,7 +139,7 @@ def test_dashboard_widgets_are_sections_with_svg_charts(tmp_path):
     html = writer.html(META)
     assert html.count('src="data:image/svg+xml;base64,') == 3
     text = squash("".join(p.extract_text() for p in reader.pages))
-    for title in ("Byregion", "Filters:regionneLATAM", "Share", "Trend", "Plain"):
+    for title in ("Filtersapplied", "Byregion:regionneLATAM", "Share", "Trend", "Plain"):
         assert title in text
     first = reader.pages[0]["/Resources"]
     assert len(first["/XObject"]) > 0  # the bar chart is drawn as vector graphics on page 1
@@ -147,12 +147,15 @@ def test_dashboard_widgets_are_sections_with_svg_charts(tmp_path):
     assert len(plain.pages[0]["/Resources"]["/XObject"]) == 0  # a table widget has no chart
 
 
-def test_charts_are_svg_from_the_charting_library():
+def test_charts_are_svg_from_the_vega_lite_spec_with_no_script(tmp_path):
     columns = [ColumnInfo("region"), ColumnInfo("revenue", "decimal")]
-    svg = chart_svg("bar", columns, [("EMEA", Decimal(1)), ("APAC", None)]).decode()
-    assert svg.lstrip().startswith("<svg") and "pygal" in svg and "<script" not in svg
-    assert chart_svg("bar", [ColumnInfo("only text")], [("a",)]) is None
-    assert chart_svg("table", columns, [("EMEA", 1)]) is None
+    section = Section("By region", columns, chart="bar")
+    _, writer = render(tmp_path, [(section, [("EMEA", Decimal(1)), ("APAC", None)], 2, False)])
+    [uri] = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', writer.html(META))
+    svg = base64.b64decode(uri).decode()
+    assert svg.lstrip().startswith("<svg") and "<script" not in svg and "EMEA" in svg
+    _, nothing = render(tmp_path, [(Section("Words", [ColumnInfo("only text")], chart="bar"), [("a",)], 1, False)])
+    assert "data:image/svg" not in nothing.html(META)
 
 
 def embedded_fonts(page) -> set[str]:

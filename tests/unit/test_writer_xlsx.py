@@ -55,7 +55,7 @@ def test_cells_are_typed_with_the_catalog_number_formats(tmp_path):
     assert cells["A"].value == "EMEA" and cells["A"].data_type == "s"
     assert cells["B"].value == 1200.5 and cells["B"].data_type == "n"
     assert "#,##0.00" in cells["B"].number_format
-    assert cells["C"].value == 0.125 and cells["C"].number_format == "0.00%"
+    assert cells["C"].value == 0.125 and cells["C"].number_format == "0.0%"
     assert cells["D"].value == 42 and cells["D"].number_format == "#,##0"
     assert cells["E"].number_format == "#,##0.00"
     assert cells["F"].value == datetime(2026, 11, 27) and cells["F"].number_format == "yyyy-mm-dd"
@@ -171,6 +171,8 @@ def test_dashboard_has_a_cover_and_one_unique_safe_sheet_per_widget(tmp_path):
         "Revenue by region",
         "revenue BY region (2)",
         "=A very long widget title that",
+        "Revenue by region chart data",  # what the native charts read, after the data
+        "revenue BY region chart dat (2)",
     ]
     assert all(len(name) <= 31 for name in wb.sheetnames)
     cover = [list(r) for r in wb["Summary"].iter_rows(values_only=True)]
@@ -179,8 +181,8 @@ def test_dashboard_has_a_cover_and_one_unique_safe_sheet_per_widget(tmp_path):
     assert ["Time zone", "Europe/Berlin"] == cover[3][:2]
     table = cover[cover.index(["Section", "Sheets", "Rows", "Filters applied", "Note"]) + 1 :]
     assert [r[:4] for r in table] == [
-        ["Revenue: by [region]?", "Revenue by region", 1, "region ne APAC"],
-        ["revenue: BY [region]?", "revenue BY region (2)", 2, "none"],
+        ["Revenue: by [region]?", "Revenue by region, Revenue by region chart data", 1, "region ne APAC"],
+        ["revenue: BY [region]?", "revenue BY region (2), revenue BY region chart dat (2)", 2, "none"],
         ["=A very long widget title that Excel would refuse", "=A very long widget title that", 0, "none"],
     ]
     assert "BIAPP_MAX_REPORT_ROWS" in table[1][4]

@@ -28,6 +28,26 @@ class WidgetSchema(Schema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
     saved_query_id = fields.UUID(required=True)
     chart = fields.String(load_default="table", validate=validate.OneOf(CHART_KINDS))
+    x = fields.String(
+        attribute="x_field",
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "The column on the x axis (or the slices); empty: the first non-numeric column."},
+    )
+    series = fields.String(
+        attribute="series_field",
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "A column whose values each get their own line or bar group (pivoted)."},
+    )
+    measures = fields.List(
+        fields.String(validate=validate.Length(min=1, max=255)),
+        load_default=list,
+        validate=validate.Length(max=10),
+        metadata={"description": "The measure columns drawn; empty: every numeric column."},
+    )
 
 
 class DashboardSchema(Schema):
@@ -41,6 +61,31 @@ class DashboardSchema(Schema):
     updated_at = fields.DateTime(dump_only=True)
 
 
+def _chart_problems(widget: dict, query: SavedQuery) -> list[tuple[str, str]]:
+    """What is wrong with a widget's chart fields; a semantic query's columns are known before it runs."""
+    problems = []
+    x, series, measures = widget.get("x_field"), widget.get("series_field"), widget.get("measures") or []
+    kind = widget.get("chart", "table")
+    if kind in ("pie", "donut", "kpi") and len(measures) > 1:
+        problems.append(("measures", f"a {kind} chart shows one measure"))
+    if kind in ("pie", "donut", "kpi") and series:
+        problems.append(("series", f"a {kind} chart has no series"))
+    if series and series == x:
+        problems.append(("series", "the series column cannot also be the x column"))
+    if len(set(measures)) != len(measures):
+        problems.append(("measures", "a measure is named twice"))
+    if query.kind == "semantic":
+        definition = query.definition or {}
+        known = {*(definition.get("dimensions") or []), *(definition.get("measures") or [])}
+        for name, value in (("x", x), ("series", series)):
+            if value and value not in known:
+                problems.append((name, f"{value!r} is not a column of the saved query"))
+        unknown = [m for m in measures if m not in known]
+        if unknown:
+            problems.append(("measures", f"{', '.join(map(repr, unknown))} not columns of the saved query"))
+    return problems
+
+
 def _apply(dashboard: Dashboard, data: dict) -> None:
     session = db()
     user = me()
@@ -49,8 +94,10 @@ def _apply(dashboard: Dashboard, data: dict) -> None:
         query = session.get(SavedQuery, widget["saved_query_id"])
         if query is None or not visible_to(user, query.owner_id, query.shared):
             errors[f"widgets.{index}.saved_query_id"] = ["no such saved query"]
+            continue
+        errors.update({f"widgets.{index}.{name}": [problem] for name, problem in _chart_problems(widget, query)})
     if errors:
-        raise ValidationFailedError("Some widgets point at unknown saved queries.", errors=errors)
+        raise ValidationFailedError("Some widgets are invalid.", errors=errors)
     dashboard.name, dashboard.description, dashboard.shared = data["name"], data["description"], data["shared"]
     # Widgets are replaced as a whole: their order in the request is their order on the dashboard.
     dashboard.widgets.clear()

@@ -13,7 +13,8 @@ from services.api.destination_schemas import (  # noqa: F401 (alerts import thes
     unique_addresses,
 )
 from services.api.pagination import PageArgs
-from shared.models.reports import EXECUTION_STATES, FORMATS, TRIGGERS
+from shared import formats
+from shared.models.reports import CSV_SEPARATORS, EXECUTION_STATES, FORMATS, TRIGGERS
 from shared.schedules import ScheduleError, parse_schedule
 
 MAX_NEXT_RUNS = 366
@@ -64,10 +65,40 @@ class ReportSchema(WithDestinations):
     subject = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
     body = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=20_000))
     send_if_empty = fields.Boolean(load_default=True)
-    csv_bom = fields.Boolean(load_default=False)
+    send_only_if_changed = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "skip a run (status `skipped`, nothing sent) whose rows are the same as those of the "
+            "last run that reached its recipients; test runs always send"
+        },
+    )
+    csv_bom = fields.Boolean(
+        load_default=False,
+        metadata={"description": "start CSV files with a UTF-8 byte order mark, so Excel on Windows reads UTF-8"},
+    )
+    csv_separator = fields.String(
+        load_default=",",
+        validate=validate.OneOf(CSV_SEPARATORS, error="must be one of ',' ';' '|' or a tab ('\\t')"),
+        metadata={"description": "the CSV field separator: `,` (default), `;`, `|` or a tab"},
+    )
+    locale = fields.String(
+        load_default="en-US",
+        validate=validate.Length(min=2, max=35),
+        metadata={
+            "description": "how numbers, currencies and dates read, and the language of the email's own words "
+            "(en, de, fr, es): a BCP 47 locale such as `de-DE`"
+        },
+    )
     is_active = fields.Boolean(load_default=True)
     next_run_at = fields.DateTime(dump_only=True, allow_none=True)
     last_execution = fields.Nested(ExecutionSummarySchema, dump_only=True, allow_none=True)
+    unsubscribed = fields.List(
+        fields.String(),
+        dump_only=True,
+        metadata={
+            "description": "addresses that unsubscribed from their email; runs skip them (see …/unsubscriptions)"
+        },
+    )
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
@@ -75,6 +106,13 @@ class ReportSchema(WithDestinations):
     def _subject(self, value, **kwargs):
         if value and ("\r" in value or "\n" in value):
             raise ValidationError("must be a single line")
+
+    @validates("locale")
+    def _locale(self, value, **kwargs):
+        try:
+            formats.check_locale(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
     @validates_schema
     def _one_source(self, data, **kwargs):
@@ -84,7 +122,14 @@ class ReportSchema(WithDestinations):
     @post_load
     def _normalise(self, data, **kwargs):
         data["formats"] = list(dict.fromkeys(data["formats"]))
+        if data.get("locale"):
+            data["locale"] = formats.check_locale(data["locale"])
         return data
+
+
+class UnsubscriptionSchema(Schema):
+    address = fields.String(metadata={"description": "lower-case"})
+    unsubscribed_at = fields.DateTime(attribute="created_at")
 
 
 class RunAcceptedSchema(Schema):

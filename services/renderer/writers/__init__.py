@@ -32,8 +32,10 @@ class Section:
 
     title: str
     columns: list[ColumnInfo]
-    chart: str = "table"  # table | bar | line | pie
-    filters: tuple[str, ...] = ()
+    chart: str = "table"  # table | bar | line | area | pie | donut | kpi
+    filters: tuple[str, ...] = ()  # in words, in the report's language
+    plan: object = None  # services.renderer.summary.ChartPlan: x, series and measures of the chart
+    previous_kpi: dict | None = None  # a KPI card's value on the last delivered run
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""CSV: UTF-8 (optional BOM), RFC 4180 quoting, ISO dates, one file per section (zipped).
+"""CSV: UTF-8 (optional BOM), RFC 4180 quoting, a chosen separator, ISO dates, one file per section (zipped).
 
 The hot path is one generated function per section that converts a whole row with one
 inline expression per column, picked from the column's declared type: no per-cell
@@ -45,9 +45,10 @@ def _decimal_text(value: Decimal) -> str:
 class CsvWriter:
     format = "csv"
 
-    def __init__(self, workdir: Path, *, bom: bool = False, timezone: str = "UTC"):
+    def __init__(self, workdir: Path, *, bom: bool = False, timezone: str = "UTC", separator: str = ","):
         self.workdir = workdir
         self.bom = bom
+        self.separator = separator
         self.zone = ZoneInfo(timezone)
         self.sections: list[tuple[str, Path]] = []
         self._handle = None
@@ -89,7 +90,7 @@ class CsvWriter:
     def begin_section(self, section: Section) -> None:
         path = self.workdir / f"csv-section-{len(self.sections)}.csv"
         self._handle = open(path, "w", newline="", encoding="utf-8-sig" if self.bom else "utf-8")
-        writer = csv.writer(self._handle, dialect="excel", lineterminator="\r\n")
+        writer = csv.writer(self._handle, dialect="excel", delimiter=self.separator, lineterminator="\r\n")
         self._writerow = writer.writerow
         self._writerow([neutralise(c.label or c.name) for c in section.columns])
         self._convert = self._row_converter(section.columns) if section.columns else None

@@ -10,6 +10,8 @@ fetcher refuses everything but inline `data:` images (the charts).
 
 from __future__ import annotations
 
+import base64
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,22 +20,26 @@ from jinja2 import Environment
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher
 
+from services.renderer.summary import ChartPlan, chart_request, chart_specs
 from services.renderer.writers import RenderedFile, RenderMeta, Section
-from services.renderer.writers.charts import CHART_MAX_POINTS, chart_svg, data_uri
-from services.renderer.writers.formatting import display_text, is_numeric
+from shared import charts, formats, i18n
 
 MAX_COLUMNS = 16
 MAX_CELL_CHARS = 400
+PAGE_CHARS = 190  # characters of body text across an A4 landscape page
 CONTENT_TYPE = "application/pdf"
-NUMERIC_TYPES = {"integer", "decimal"}
-NUMERIC_FORMATS = {"currency", "percent", "integer", "decimal"}
 
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 CSS = (HERE / "report.css").read_text(encoding="utf-8")
 _TEMPLATE = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(
     (HERE / "report.html.j2").read_text(encoding="utf-8")
 )
+
+
+def _data_uri(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
 def safe_url_fetcher() -> URLFetcher:
@@ -45,19 +51,33 @@ def safe_url_fetcher() -> URLFetcher:
 class _PdfSection:
     section: Section
     rows: list[list[str]] = field(default_factory=list)
-    raw: list[tuple] = field(default_factory=list)  # first rows, unformatted, for the chart
+    raw: list[tuple] = field(default_factory=list)  # first rows, as values, for the chart
     lengths: list[int] = field(default_factory=list)
     numeric: list[bool] = field(default_factory=list)
     row_count: int = 0
     truncated: bool = False
 
+    @property
+    def charted(self) -> bool:
+        return self.section.chart in charts.KINDS
+
 
 class PdfWriter:
     format = "pdf"
 
-    def __init__(self, workdir: Path, *, timezone: str = "UTC", max_rows: int = 1000, full_data_in: tuple = ()):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        timezone: str = "UTC",
+        max_rows: int = 1000,
+        full_data_in: tuple = (),
+        locale: str = "en-US",
+    ):
         self.workdir = workdir
         self.zone = ZoneInfo(timezone)
+        self.timezone = timezone
+        self.locale = locale
         self.max_rows = max_rows
         self.full_data_in = tuple(f.upper() for f in full_data_in)
         self.sections: list[_PdfSection] = []
@@ -68,48 +88,66 @@ class PdfWriter:
         self._current = _PdfSection(
             section,
             lengths=[len(c.label or c.name) for c in columns],
-            numeric=[c.type in NUMERIC_TYPES or c.format in NUMERIC_FORMATS for c in columns],
+            numeric=[formats.is_right_aligned(c) for c in columns],
         )
         self.sections.append(self._current)
 
     def write_row(self, row: tuple) -> None:
         current = self._current
+        if current.charted and len(current.raw) < charts.MAX_POINTS:
+            current.raw.append(row)
         if len(current.rows) >= self.max_rows:
             return
-        columns, zone, lengths, numeric = current.section.columns, self.zone, current.lengths, current.numeric
+        columns, lengths, numeric = current.section.columns, current.lengths, current.numeric
+        locale, zone = self.locale, self.timezone
         cells = []
         for index in range(len(lengths)):
             value = row[index]
-            text = display_text(value, columns[index], zone)
+            text = formats.format_value(value, columns[index], locale, zone)
             if len(text) > MAX_CELL_CHARS:
                 text = text[: MAX_CELL_CHARS - 1] + "…"
             if len(text) > lengths[index]:
                 lengths[index] = len(text)
-            if value is not None and not numeric[index] and is_numeric(value) and not current.rows:
+            if value is not None and not numeric[index] and formats.is_number(value) and not current.rows:
                 numeric[index] = True  # untyped columns (raw SQL): the first row decides
             cells.append(text)
         current.rows.append(cells)
-        if current.section.chart != "table" and len(current.raw) < CHART_MAX_POINTS:
-            current.raw.append(row)
 
     def end_section(self, row_count: int, truncated: bool) -> None:
         self._current.row_count, self._current.truncated = row_count, truncated
 
+    def _t(self, message: str, **params) -> str:
+        return i18n.gettext(self.locale, message, **params)
+
+    def _count(self, n: int) -> str:
+        return formats.format_number(n, "integer", self.locale)
+
     def _notes(self, s: _PdfSection, meta: RenderMeta) -> list[str]:
         notes = []
-        where = " or ".join(self.full_data_in)
+        where = " / ".join(self.full_data_in)
         if s.row_count > len(s.rows):
-            notes.append(
-                f"Showing the first {len(s.rows):,} of {s.row_count:,} rows. "
-                + (f"The full data is in the {where} attachment." if where else "Add XLSX or CSV for all rows.")
+            shown = self._t(
+                "Showing the first %(shown)s of %(total)s rows.",
+                shown=self._count(len(s.rows)),
+                total=self._count(s.row_count),
             )
+            rest = (
+                self._t("The full data is in the %(files)s attachment.", files=where)
+                if where
+                else self._t("Add XLSX or CSV for all rows.")
+            )
+            notes.append(f"{shown} {rest}")
         if len(s.section.columns) > MAX_COLUMNS:
-            notes.append(
-                f"Showing {MAX_COLUMNS} of {len(s.section.columns)} columns. "
-                + (f"All columns are in the {where} attachment." if where else "")
-            )
+            shown = self._t("Showing %(shown)s of %(total)s columns.", shown=MAX_COLUMNS, total=len(s.section.columns))
+            rest = self._t("All columns are in the %(files)s attachment.", files=where) if where else ""
+            notes.append(f"{shown} {rest}".strip())
         if s.truncated:
-            notes.append(f"The result was cut at the report row limit of {s.row_count:,} rows (BIAPP_MAX_REPORT_ROWS).")
+            notes.append(
+                self._t(
+                    "The result was cut at the report row limit of %(count)s rows (BIAPP_MAX_REPORT_ROWS).",
+                    count=self._count(s.row_count),
+                )
+            )
         return notes
 
     @staticmethod
@@ -119,24 +157,60 @@ class PdfWriter:
         total = sum(clamped) or 1
         return [round(100 * n / total, 2) for n in clamped]
 
+    @staticmethod
+    def _table_width(lengths: list[int]) -> int:
+        """A few narrow columns take the room they need, not the whole landscape page."""
+        needed = sum(min(40, max(4, n)) + 3 for n in lengths)  # characters, with cell padding
+        return max(30, min(100, round(needed * 100 / PAGE_CHARS)))
+
+    def _charts(self, s: _PdfSection) -> tuple[list[str], str]:
+        plan = s.section.plan if isinstance(s.section.plan, ChartPlan) else ChartPlan(s.section.chart)
+        request = chart_request(
+            s.section.title,
+            s.section.columns,
+            s.raw,
+            plan,
+            locale=self.locale,
+            timezone=self.timezone,
+            previous=s.section.previous_kpi,
+        )
+        uris = []
+        for spec in chart_specs(request):
+            try:
+                uris.append(_data_uri(charts.to_svg(spec)))
+            except Exception:
+                log.warning("chart %r could not be drawn", s.section.title, exc_info=True)
+        return uris, (charts.alt_text(request) if uris else "")
+
     def html(self, meta: RenderMeta) -> str:
         sections = []
         for s in self.sections:
             columns = s.section.columns[:MAX_COLUMNS]
-            svg = chart_svg(s.section.chart, s.section.columns, s.raw) if s.raw else None
+            chart_uris, alt = self._charts(s) if s.raw else ([], "")
             sections.append(
                 {
                     "title": s.section.title,
                     "filters": s.section.filters,
-                    "chart": data_uri(svg) if svg else None,
+                    "charts": chart_uris,
+                    "chart_alt": alt,
+                    "kpi": s.section.chart == "kpi",
                     "notes": self._notes(s, meta),
                     "headers": [c.label or c.name for c in columns],
                     "numeric": s.numeric,
                     "widths": self._widths(s.lengths),
+                    "table_width": self._table_width(s.lengths),
                     "rows": s.rows,
                 }
             )
-        return _TEMPLATE.render(meta=meta, sections=sections, css=CSS)
+        words = {
+            "run_time": self._t("Run time: %(time)s (%(zone)s)", time=meta.run_time_local, zone=meta.timezone),
+            "filters": self._t("Filters applied"),
+            "no_rows": self._t("No rows."),
+            "rows": self._t("Rows"),
+        }
+        return _TEMPLATE.render(
+            meta=meta, sections=sections, css=CSS, words=words, lang=i18n.language(self.locale) or "en"
+        )
 
     def finish(self, meta: RenderMeta, base_name: str) -> RenderedFile:
         path = self.workdir / "report.pdf"

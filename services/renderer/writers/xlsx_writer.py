@@ -14,9 +14,11 @@ each sheet gets `_fast_cells` in place of its `_values_to_row` (see there).
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 from operator import call
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,6 +29,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from services.renderer.summary import ChartPlan, chart_request
 from services.renderer.writers import (
     FORMULA_TRIGGERS,
     RenderedFile,
@@ -40,9 +43,10 @@ from services.renderer.writers.formatting import (
     EXCEL_DATETIME,
     NUMERIC,
     display_text,
-    excel_number_format,
     local_naive,
 )
+from services.renderer.writers.xlsx_charts import CHART_KINDS, excel_chart, pivot_tables
+from shared import charts, formats, i18n
 from shared.query.engine import ColumnInfo
 
 EXCEL_MAX_ROWS = 1_048_576  # rows in one sheet, header included
@@ -56,6 +60,7 @@ NOT_IN_CELLS = re.compile(ILLEGAL_CHARACTERS_RE.pattern + "|[\ud800-\udfff\ufffe
 NEEDS_CLEANING = re.compile(NOT_IN_CELLS.pattern + "|\r")
 SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\\x00-\x1f\ud800-\udfff\ufffe\uffff]")
 CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+log = logging.getLogger(__name__)
 
 HEADER_FONT = Font(bold=True)
 HEADER_FILL = PatternFill("solid", fgColor="DDE3EA")
@@ -109,10 +114,10 @@ class _Cells:
     per-cell cost close to writing bare values.
     """
 
-    def __init__(self, ws, columns: list[ColumnInfo]):
+    def __init__(self, ws, columns: list[ColumnInfo], locale: str = "en-US"):
         self.ws = ws
         self._cache: dict[tuple[int, str], WriteOnlyCell] = {}
-        self.formats = [excel_number_format(c) for c in columns]
+        self.formats = [formats.excel_format(c.format, locale, column_type=c.type) for c in columns]
 
     def get(self, index: int, kind: str) -> WriteOnlyCell:
         key = (index, kind)
@@ -171,13 +176,19 @@ class XlsxWriter:
         timezone: str = "UTC",
         cover: bool = False,
         sheet_max_rows: int = EXCEL_MAX_ROWS,
+        locale: str = "en-US",
     ):
         self.workdir = workdir
         self.zone = ZoneInfo(timezone)
+        self.timezone = timezone
+        self.locale = locale
+        self._raw: list[tuple] = []  # a charted section's first rows, for its native chart
+        self._charts: list = []  # (section, its data sheet, pivot tables, its result) to draw at the end
         self.rows_per_sheet = sheet_max_rows - 1
         self.workbook = Workbook(write_only=True)
         self.used_names: set[str] = set()
-        self.cover = self.workbook.create_sheet(sheet_name("Summary", self.used_names)) if cover else None
+        summary = i18n.gettext(locale, "Summary")
+        self.cover = self.workbook.create_sheet(sheet_name(summary, self.used_names)) if cover else None
         self.results: list[SectionResult] = []
         self._section: Section | None = None
         self._ws = None
@@ -194,6 +205,7 @@ class XlsxWriter:
         self.results.append(SectionResult(section.title, filters=section.filters))
         self._widths = [len(c.label or c.name) + 2 for c in section.columns]
         self._pending = []
+        self._raw = []
         self._open_sheet()
 
     def _open_sheet(self) -> None:
@@ -207,7 +219,7 @@ class XlsxWriter:
         ws.freeze_panes = "A2"
         result.parts.append(name)
         self._ws = ws
-        self._cells = _Cells(ws, section.columns)
+        self._cells = _Cells(ws, section.columns, self.locale)
         self._converters = [self._converter(i, c) for i, c in enumerate(section.columns)]
         self._in_sheet = 0
         if self._pending is None:  # a continuation sheet: widths are known already
@@ -228,6 +240,8 @@ class XlsxWriter:
         ws.append(header)
 
     def write_row(self, row: tuple) -> None:
+        if self._section.chart in CHART_KINDS and len(self._raw) < charts.MAX_POINTS:
+            self._raw.append(row)
         if self._pending is not None:
             self._pending.append(row)
             self._measure(row)
@@ -237,10 +251,11 @@ class XlsxWriter:
         self._append(row)
 
     def _measure(self, row: tuple) -> None:
-        widths, columns, zone = self._widths, self._section.columns, self.zone
+        widths, columns, locale, zone = self._widths, self._section.columns, self.locale, self.timezone
         for index, value in enumerate(row):
             if value is not None:
-                length = max((len(line) for line in display_text(value, columns[index], zone).split("\n")), default=0)
+                text = formats.format_value(value, columns[index], locale, zone)
+                length = max((len(line) for line in text.split("\n")), default=0)
                 if length + 2 > widths[index]:
                     widths[index] = length + 2
 
@@ -364,6 +379,62 @@ class XlsxWriter:
         if truncated:
             self._ws.append([])
             self._ws.append([self._note(truncation_note(row_count))])
+        if self._raw:
+            self._plan_charts()
+
+    def _plan_charts(self) -> None:
+        """Native charts for this widget, drawn when the workbook is finished (see _write_charts)."""
+        section, data_sheet = self._section, self._ws
+        plan = section.plan if isinstance(section.plan, ChartPlan) else ChartPlan(section.chart)
+        request = chart_request(
+            section.title, section.columns, self._raw, plan, locale=self.locale, timezone=self.timezone
+        )
+        self._raw = []
+        try:
+            tables = pivot_tables(request)
+        except Exception:
+            log.warning("no Excel chart for %r", section.title, exc_info=True)
+            return
+        if tables:
+            self._charts.append((section, data_sheet, tables, self.results[-1]))
+
+    def _write_charts(self) -> None:
+        """Each charted widget's pivoted rows on a sheet after all the data, its charts beside its own data."""
+        for section, data_sheet, tables, result in self._charts:
+            self._write_chart_sheet(section, data_sheet, tables, result)
+
+    def _write_chart_sheet(self, section: Section, data_sheet, tables, result: SectionResult) -> None:
+        name = sheet_name(f"{section.title} {i18n.gettext(self.locale, 'chart data')}", self.used_names)
+        ws = self.workbook.create_sheet(name)
+        ws.column_dimensions["A"].width = 22
+        result.parts.append(name)
+        row = 1
+        anchor_column = get_column_letter(min(len(section.columns), 40) + 2)
+        for number, table in enumerate(tables):
+            ws.append([self._text(ws, h, HEADER_FONT) for h in table.headers])
+            for values in table.rows:
+                cells = [self._x_cell(ws, values[0], table.temporal)]
+                for value in values[1:]:
+                    cell = WriteOnlyCell(ws, value=value)
+                    if table.number_format:
+                        cell.number_format = table.number_format
+                    cells.append(cell)
+                ws.append(cells)
+            chart = excel_chart(section.chart, table, sheet=name, first_row=row)
+            data_sheet.add_chart(chart, f"{anchor_column}{2 + number * 18}")
+            ws.append([])
+            row += len(table.rows) + 2
+
+    def _x_cell(self, ws, value: str, temporal: bool) -> WriteOnlyCell:
+        if temporal:
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                return self._text(ws, value)
+            cell = WriteOnlyCell(ws, value=moment.date() if len(value) == 10 else moment)
+            cell.number_format = EXCEL_DATE if len(value) == 10 else EXCEL_DATETIME
+            return cell
+        return self._text(ws, value)
 
     def _note(self, text: str) -> WriteOnlyCell:
         cell = WriteOnlyCell(self._ws, value=clean_text(text))
@@ -389,11 +460,15 @@ class XlsxWriter:
         ws.append([self._text(ws, meta.report_name, TITLE_FONT)])
         if meta.description:
             ws.append([self._text(ws, meta.description)])
-        ws.append([self._text(ws, "Run time", HEADER_FONT), self._text(ws, meta.run_time_local)])
-        ws.append([self._text(ws, "Time zone", HEADER_FONT), self._text(ws, meta.timezone)])
+        t = partial(i18n.gettext, self.locale)
+        ws.append([self._text(ws, t("Run time"), HEADER_FONT), self._text(ws, meta.run_time_local)])
+        ws.append([self._text(ws, t("Time zone"), HEADER_FONT), self._text(ws, meta.timezone)])
         ws.append([])
         ws.append(
-            [self._text(ws, label, HEADER_FONT) for label in ("Section", "Sheets", "Rows", "Filters applied", "Note")]
+            [
+                self._text(ws, t(label), HEADER_FONT)
+                for label in ("Section", "Sheets", "Rows", "Filters applied", "Note")
+            ]
         )
         for result in self.results:
             count = WriteOnlyCell(ws, value=result.row_count)
@@ -403,12 +478,13 @@ class XlsxWriter:
                     self._text(ws, result.title),
                     self._text(ws, ", ".join(result.parts)),
                     count,
-                    self._text(ws, "; ".join(result.filters) or "none"),
+                    self._text(ws, "; ".join(result.filters) or t("none")),
                     self._text(ws, truncation_note(result.row_count) if result.truncated else ""),
                 ]
             )
 
     def finish(self, meta: RenderMeta, base_name: str) -> RenderedFile:
+        self._write_charts()
         if self.cover is not None:
             self._write_cover(meta)
         if not self.results:  # a dashboard without widgets still opens in Excel
