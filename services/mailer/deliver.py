@@ -131,6 +131,8 @@ def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Job | None, list, 
             except PermanentError as exc:
                 job.email_error = exc.message
         secrets = load_secrets(ctx, session, {d.destination_id for d in due if d.channel != "email"})
+        if any(secret.get("bot_token") for secret in secrets.values()):
+            job.images = content.chart_pngs(notification)  # a Slack bot uploads them into its message
         targets = as_targets(due, secrets)
     return job, _without_unreadable(ctx, targets), waiting
 

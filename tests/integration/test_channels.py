@@ -20,12 +20,14 @@ from services.mailer.deliver import RetryDelivery, deliver_execution
 from services.mailer.transport import SmtplibTransport
 from services.renderer.render import render_execution
 from services.scheduler.sweep import sweep_stuck_executions
+from shared import charts
 from shared.clock import FixedClock
 from shared.context import build_context
 from shared.db import transaction
 from shared.messaging import DELIVER_REPORT, RecordingPublisher
 from shared.metrics import DELIVERIES
 from shared.models import ReportExecution
+from shared.query.columns import ColumnInfo
 from tests.integration.channel_receivers import Receivers
 from tests.integration.test_mail_helpers import ScriptedHandler, execution_state, seed_rendered, start_smtp
 from tests.support import make_settings
@@ -262,6 +264,49 @@ def test_slack_bot_token_posts_through_the_web_api_and_a_revoked_token_fails_at_
     execution, deliveries = execution_state(pg_session_factory, seeded.execution_id)
     [row] = deliveries.values()
     assert execution.status == "failed" and row.status == "failed" and "token_revoked" in row.error
+
+
+def test_a_slack_bot_uploads_the_run_s_charts_and_shows_them_in_its_message(
+    ctx, settings, pg_session_factory, smtp, receivers
+):
+    receivers.script(
+        "/slack-api/files.getUploadURLExternal",
+        [200] * 5,
+        body={"ok": True, "upload_url": receivers.url("/slack-upload"), "file_id": "F0CHART1"},
+    )
+    uploaded = receivers.script("/slack-upload", [200] * 5, body="OK - 1234")
+    receivers.script(
+        "/slack-api/files.completeUploadExternal", [200] * 5, body={"ok": True, "files": [{"id": "F0CHART1"}]}
+    )
+    posted = receivers.script("/slack-api/chat.postMessage", [200], body={"ok": True, "ts": "1.2", "channel": "C1"})
+    bot = {"kind": "slack", "bot_token": "xoxb-1111-2222-goodtoken", "channel": "C0123ABCD"}
+    seeded = seed(pg_session_factory, settings, smtp[1], [bot])
+    columns = [ColumnInfo("region", label="Region"), ColumnInfo("revenue", "decimal", label="Revenue")]
+    request = charts.ChartRequest("bar", "Revenue by region", columns, [("EMEA", 1200.5), ("APAC", 99)])
+    summary = {"sections": [{"title": "Revenue by region", "row_count": 2, "charts": charts.build_specs(request)}]}
+    with transaction(pg_session_factory) as session:
+        session.get(ReportExecution, uuid.UUID(seeded.execution_id)).summary = summary
+
+    assert one_pass(ctx, seeded.execution_id) is None
+    assert uploaded.received[0]["body"].startswith(b"\x89PNG"), "the chart went up as a PNG"
+    blocks = json.loads(posted.received[0]["body"])["blocks"]
+    [image] = [b for b in blocks if b["type"] == "image"]
+    assert image["slack_file"] == {"id": "F0CHART1"} and image["alt_text"]
+
+
+def test_a_slack_webhook_cannot_upload_so_it_points_to_the_charts(ctx, settings, pg_session_factory, smtp, receivers):
+    script = receivers.script("/hook", [200])
+    seeded = seed(pg_session_factory, settings, smtp[1], [destination("slack", receivers)])
+    columns = [ColumnInfo("region"), ColumnInfo("revenue", "decimal")]
+    specs = charts.build_specs(charts.ChartRequest("bar", "By region", columns, [("EMEA", 1), ("APAC", 2)]))
+    with transaction(pg_session_factory) as session:
+        session.get(ReportExecution, uuid.UUID(seeded.execution_id)).summary = {
+            "sections": [{"title": "By region", "row_count": 2, "charts": specs}]
+        }
+    assert one_pass(ctx, seeded.execution_id) is None
+    body = json.loads(script.received[0]["body"])
+    assert not [b for b in body["blocks"] if b["type"] == "image"]
+    assert "Charts are in the email and the PDF" in json.dumps(body["blocks"])
 
 
 def test_secrets_never_reach_the_logs_or_the_history(ctx, settings, pg_session_factory, smtp, receivers, caplog):

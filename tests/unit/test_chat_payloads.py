@@ -146,10 +146,10 @@ SLACK_BLOCK = {
             "required": ["elements"],
             "properties": {"elements": {"type": "array", "minItems": 1, "maxItems": 25, "items": BUTTON}},
         },
-        "image": {
-            "required": ["image_url", "alt_text"],
+        "image": {  # an image_url, or a slack_file uploaded by a bot (what we send)
+            "required": ["slack_file", "alt_text"],
             "properties": {
-                "image_url": {"type": "string", "maxLength": 3000},
+                "slack_file": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
                 "alt_text": {"type": "string", "maxLength": 2000},
             },
         },
@@ -281,7 +281,7 @@ def test_slack_dashboard_with_sixty_sections_stays_within_fifty_blocks():
         Section(f"Widget {i}", row_count=3, columns=("k", "v"), rows=(("a", "1"), ("b", "2"), ("c", "3")))
         for i in range(60)
     )
-    message = slack_message(notification(sections=sections, object_kind="dashboard"), image_urls=("https://i/1.png",))
+    message = slack_message(notification(sections=sections, object_kind="dashboard"), image_files=("F0001",))
     assert_valid_slack(message)
     assert len(message["blocks"]) <= 50
 
@@ -346,7 +346,7 @@ def test_slack_respects_every_limit_with_very_long_values():
             open_url="https://reports.example.com/" + "u" * 5000,  # too long for a button: left out
             error=long,
         ),
-        image_urls=("https://img.example/" + "i" * 4000, "https://img.example/ok.png"),
+        image_files=("", "F0CHART2"),
     )
     assert_valid_slack(message)
     assert blocks_of(message, "header")[0]["text"]["text"] == "S" * 149 + "…"
@@ -354,7 +354,7 @@ def test_slack_respects_every_limit_with_very_long_values():
     assert sum(len(b.get("fields", ())) for b in blocks_of(message, "section")) <= 30
     [actions] = blocks_of(message, "actions")
     assert len(actions["elements"]) == 5 and all(b["text"]["text"].startswith("Download ") for b in actions["elements"])
-    assert [b["image_url"] for b in blocks_of(message, "image")] == ["https://img.example/ok.png"]
+    assert [b["slack_file"] for b in blocks_of(message, "image")] == [{"id": "F0CHART2"}]
 
     wide_table, tall_table = code_blocks(message)
     wide_lines = wide_table.split("\n")[1:-1]

@@ -2,8 +2,8 @@
 
 An incoming-webhook URL is a user-given URL, so it is posted through the pinned HTTP client
 under the outbound policy. A bot token posts with the official slack-sdk `WebClient` to
-BIAPP_SLACK_API_URL (chat.postMessage; chart images are uploaded to the channel first with
-files_upload_v2). Slack's own error codes decide permanent against transient.
+BIAPP_SLACK_API_URL (chat.postMessage; the run's chart images are uploaded first with
+files_upload_v2 and shown in the message by file id). Slack's own error codes decide permanent against transient.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class _SlackSession:
     def _post_as_bot(self, token: str, channel: str) -> Accepted:
         client = self._client(token)
         try:
-            image_urls = tuple(self._upload(client, channel, index, png) for index, png in enumerate(self.job.images))
-            message = slack_message(self.job.notification, image_urls=tuple(u for u in image_urls if u))
+            files = tuple(self._upload(client, index, png) for index, png in enumerate(self.job.images))
+            message = slack_message(self.job.notification, image_files=tuple(f for f in files if f))
             response = client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"])
         except SlackApiError as exc:
             raise _refusal(exc) from None
@@ -68,13 +68,11 @@ class _SlackSession:
             raise Refused(f"Slack did not answer: {short(str(exc), 200)}", permanent=False) from None
         return Accepted(short(f"{response.status_code} ok ts={response.get('ts')} channel={response.get('channel')}"))
 
-    def _upload(self, client: WebClient, channel: str, index: int, png: bytes) -> str | None:
-        """Upload one chart to the channel; its permalink goes into an image block (None when Slack gives none)."""
-        upload = client.files_upload_v2(
-            content=png, filename=f"chart-{index + 1}.png", title=f"Chart {index + 1}", channel=channel
-        )
+    def _upload(self, client: WebClient, index: int, png: bytes) -> str | None:
+        """Upload one chart (not shared to a channel on its own); the message shows it by its file id."""
+        upload = client.files_upload_v2(content=png, filename=f"chart-{index + 1}.png", title=f"Chart {index + 1}")
         files = upload.get("files") or [upload.get("file") or {}]
-        return (files[0] or {}).get("permalink_public") or None
+        return (files[0] or {}).get("id") or None
 
 
 def _refusal(exc: SlackApiError) -> Refused:

@@ -25,6 +25,7 @@ from slack_sdk.models.blocks import (
     PlainTextObject,
     SectionBlock,
 )
+from slack_sdk.models.blocks.basic_components import SlackFile
 
 from services.mailer.notification import Notification, Section
 
@@ -46,15 +47,22 @@ NOTE_RESERVE = 60  # room kept in a table block for its "… N more rows" line
 _NUMBER = re.compile(r"^[+-]?(?=\.?\d)(\d[\d,]*)?(\.\d+)?(e[+-]?\d+)?%?$", re.IGNORECASE)
 
 
-def slack_message(n: Notification, *, image_urls: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The chat.postMessage / incoming-webhook body for `n`; `image_urls` become image blocks (charts)."""
+def slack_message(n: Notification, *, image_files: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The chat.postMessage / incoming-webhook body for `n`; `image_files` (ids of charts uploaded by a bot)
+    become image blocks. Without them (an incoming webhook cannot upload), a line points to the charts in
+    the PDF and the email."""
     head: list[Block] = [_header(n), _context(_run_line(n))]
     head.append(_section(_headline(n)))
     head.extend(_fact_blocks(n.facts))
 
+    alt = next((section.chart_alt for section in n.sections if section.chart_alt), "") or "Chart"
     tail: list[Block] = [
-        ImageBlock(image_url=url, alt_text="Chart") for url in image_urls[:MAX_IMAGES] if url and len(url) <= URL_MAX
+        ImageBlock(slack_file=SlackFile(id=file_id), alt_text=_clip(alt, 2000))
+        for file_id in image_files[:MAX_IMAGES]
+        if file_id
     ]
+    if not tail and any(section.charts for section in n.sections):
+        tail.append(_context("_Charts are in the email and the PDF: use Download or Open report._"))
     actions = _actions(n)
     if actions is not None:
         tail.append(actions)
