@@ -8,6 +8,7 @@ stop at start with that line instead of failing later in the middle of a run.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ class Settings:
     mail_retry_window_s: int = 3600
     webhook_timeout_s: int = 10
     slack_api_url: str = "https://slack.com/api/"
+    org_name: str | None = None
+    brand_color: str | None = None
+    brand_logo: bytes | None = field(default=None, repr=False)  # the file's bytes, read once at start
 
     @property
     def outbound_policy(self) -> OutboundPolicy:
@@ -194,6 +198,29 @@ def _existing_file(raw: str) -> str:
     return raw
 
 
+_HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+MAX_LOGO_BYTES = 200 * 1024
+
+
+def _brand_color(raw: str) -> str:
+    if not _HEX_COLOR.fullmatch(raw):
+        raise ValueError(f"must be a colour written #rrggbb, got {raw!r}")
+    return raw.lower()
+
+
+def _logo(raw: str) -> bytes:
+    """The logo's bytes: read at start, so a missing or oversized file stops the service there, not mid-send."""
+    try:
+        data = Path(raw).read_bytes()
+    except OSError:
+        raise ValueError(f"must name a readable PNG or JPEG file, {raw!r} cannot be read") from None
+    if len(data) > MAX_LOGO_BYTES:
+        raise ValueError(f"must be at most {MAX_LOGO_BYTES // 1024} KB, {raw!r} has {len(data) // 1024} KB")
+    if not data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+        raise ValueError(f"must be a PNG or JPEG file, {raw!r} is neither")
+    return data
+
+
 # name -> (attribute, parser, required)
 _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_DATABASE_URL": ("database_url", _database_url, True),
@@ -235,6 +262,9 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_MAIL_RETRY_WINDOW_S": ("mail_retry_window_s", _int(60, 7 * 86400), False),
     "BIAPP_WEBHOOK_TIMEOUT_S": ("webhook_timeout_s", _int(1, 120), False),
     "BIAPP_SLACK_API_URL": ("slack_api_url", _slack_api_url, False),
+    "BIAPP_ORG_NAME": ("org_name", _text, False),
+    "BIAPP_BRAND_COLOR": ("brand_color", _brand_color, False),
+    "BIAPP_BRAND_LOGO": ("brand_logo", _logo, False),
 }
 
 SETTING_NAMES = tuple(_SPEC)

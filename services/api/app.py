@@ -37,6 +37,7 @@ def _blueprints() -> list:
     from services.api.reports.views import blp as reports
     from services.api.saved_queries.views import blp as saved_queries
     from services.api.semantic_entities.views import blp as semantic_entities
+    from services.api.unsubscribe.views import blp as unsubscribe
     from services.api.users.views import blp as users
 
     return [
@@ -51,6 +52,7 @@ def _blueprints() -> list:
         executions,
         alerts,
         links,
+        unsubscribe,
     ]
 
 

@@ -16,28 +16,37 @@ The user's body is untrusted HTML sent from the organisation's address: it goes
 through nh3 (Ammonia) with an explicit allow-list - paragraphs, emphasis, lists,
 headings, tables, and links to http(s)/mailto only, with rel="noopener noreferrer";
 no script, style, form, iframe, images (remote images are tracking pixels) or
-event-handler attributes. The system's own layout (preview table, file notes,
-download links) is added around the cleaned body, outside the sanitiser. The
-plain-text part of an HTML body is the text of the cleaned HTML, not its tags.
+event-handler attributes. The system's own layout (report_mail.py for report runs)
+is added around the cleaned body, outside the sanitiser. The plain-text part of an
+HTML body is the text of the cleaned HTML, not its tags.
+
+A message is multipart/mixed (multipart/related (multipart/alternative (text/plain,
+text/html), inline images by Content-ID), attachments), each layer only when it has
+something to hold. Everything but the text and HTML is serialised once per run; a copy
+that carries its recipient's own unsubscribe link (RFC 8058) re-encodes only those two.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes
 from email.headerregistry import Address, Group
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP, default
 from email.utils import format_datetime
 from html.parser import HTMLParser
 
 import nh3
 from jinja2 import Environment, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
+from shared import unsubscribe
+from shared.config import Settings
 from shared.templates import render_template
 from shared.text import strip_bidi_controls
 
@@ -51,6 +60,11 @@ PREVIEW_ROWS = 20
 PREVIEW_CELL_CHARS = 120
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A copy's own headers are never folded: folding would turn List-Unsubscribe's long URL into an encoded
+# word that no mail client reads as a link (RFC 5322 allows 998 characters a line).
+_OWN_HEADERS = SMTP.clone(max_line_length=998)
+# Stands for the recipient's unsubscribe link in a shared body; escaping and CSS inlining leave it as it is.
+UNSUBSCRIBE_URL = "https://unsubscribe.biapp.invalid/recipient"
 
 
 @dataclass(frozen=True)
@@ -84,12 +98,37 @@ class Preview:
 
 
 @dataclass(frozen=True)
+class InlineImage:
+    """An image the HTML shows as `cid:<cid>` (a chart, the logo)."""
+
+    cid: str
+    data: bytes
+    subtype: str = "png"
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Each copy of a report gets its own one-click unsubscribe link (RFC 8058), signed for its address."""
+
+    settings: Settings = field(repr=False)
+    report_id: uuid.UUID
+
+    def url(self, address: str) -> str:
+        return unsubscribe.url_for(self.settings, unsubscribe.token_for(self.settings, self.report_id, address))
+
+    def headers(self, address: str) -> dict[str, str]:
+        return unsubscribe.headers_for(self.settings, self.report_id, address)
+
+
+@dataclass(frozen=True)
 class MailContent:
     subject: str
     text: str
     html: str | None
     attachments: tuple[Attachment, ...] = ()
     links: tuple[DownloadLink, ...] = field(default=())
+    images: tuple[InlineImage, ...] = ()
+    unsubscribe: Unsubscribe | None = None  # text and html then hold UNSUBSCRIBE_URL, replaced per copy
 
 
 def one_line(text: str, limit: int) -> str:
@@ -320,6 +359,31 @@ def human_size(size: int) -> str:
     return f"{size} bytes"
 
 
+@dataclass(frozen=True)
+class UserBody:
+    """The user's body template rendered: its plain text, and its HTML cleaned by the sanitiser."""
+
+    text: str
+    html: Markup
+
+
+def render_user_body(source: str | None, context: dict) -> UserBody:
+    """The body template in the sandbox; an empty one says nothing (the layout around it speaks)."""
+    if not (source or "").strip():
+        return UserBody("", Markup(""))
+    # Rendered with autoescape on: every variable is escaped, so markup here is the user's own.
+    html = render_template(source, context, html=True, field="body")
+    if _MARKUP.search(html):
+        html = sanitise_body_html(html)
+        text = html_to_text(html)
+    else:
+        # A plain-text template: its text as written, its line breaks kept in the HTML part too.
+        text = render_template(source, context, field="body")
+        html = sanitise_body_html(html.replace("\n", "<br>\n"))
+    # Sanitised above: only allow-listed markup, variables escaped.
+    return UserBody(text.strip(), Markup(html))  # noqa: S704
+
+
 def compose_body(
     source: str | None,
     context: dict,
@@ -329,23 +393,14 @@ def compose_body(
     attachments: tuple[Attachment, ...],
     links: tuple[DownloadLink, ...],
 ) -> tuple[str, str]:
-    """(plain text, HTML) from the report's body template plus the preview and a note on the files."""
-    template = source or DEFAULT_BODY
-    # Rendered with autoescape on: every variable is escaped, so markup here is the user's own.
-    html_intro = render_template(template, context, html=True, field="body")
-    if _MARKUP.search(html_intro):
-        html_intro = sanitise_body_html(html_intro)
-        text_intro = html_to_text(html_intro)
-    else:
-        # A plain-text template: its text as written, its line breaks kept in the HTML part too.
-        text_intro = render_template(template, context, field="body")
-        html_intro = sanitise_body_html(html_intro.replace("\n", "<br>\n"))
+    """(plain text, HTML) from a body template plus a preview and a note on the files, in a plain layout
+    (alert emails; a report run's email is report_mail.compose_report)."""
+    user = render_user_body(source or DEFAULT_BODY, context)
+    text_intro = user.text
     names = [a.filename for a in attachments]
-    # Sanitised above: only allow-listed markup, variables escaped.
-    body = Markup(html_intro)  # noqa: S704
     html = _HTML_LAYOUT.render(
         subject=subject,
-        body=body,
+        body=user.html,
         preview=preview,
         cell=_cell,
         attachments=names,
@@ -367,8 +422,31 @@ def compose_body(
     return "\n\n".join(text) + "\n", html
 
 
-def _base_message(content: MailContent, *, sender: str, sender_name: str | None, reply_to: str | None) -> EmailMessage:
-    """Everything every copy shares: subject, sender, body and files (no recipient, date or id)."""
+def _alternative(text: str, html: str | None, boundary: str) -> MIMEPart:
+    """text/plain, or multipart/alternative (text/plain, text/html) under a boundary fixed by the caller."""
+    part = MIMEPart(policy=SMTP)
+    part.set_content(text, cte="quoted-printable")
+    if html:
+        part.make_alternative(boundary=boundary)
+        part.add_alternative(html, subtype="html", cte="quoted-printable")
+    return part
+
+
+def _part_body(part: MIMEPart) -> bytes:
+    return part.as_bytes(policy=SMTP).partition(b"\r\n\r\n")[2]
+
+
+def _adopt(message: EmailMessage, part: MIMEPart) -> None:
+    """Make `part`'s content (its Content-* headers and payload) the message's own."""
+    for name, value in part.items():
+        message[name] = value
+    message.set_payload(part.get_payload())
+
+
+def _base_message(
+    content: MailContent, *, sender: str, sender_name: str | None, reply_to: str | None, boundary: str
+) -> EmailMessage:
+    """Everything every copy shares: subject, sender, body, images and files (no recipient, date or id)."""
     message = EmailMessage(policy=SMTP)
     message["Subject"] = content.subject
     message["From"] = Address(display_name=one_line(strip_bidi_controls(sender_name or ""), 200), addr_spec=sender)
@@ -376,9 +454,21 @@ def _base_message(content: MailContent, *, sender: str, sender_name: str | None,
         message["Reply-To"] = reply_to
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
-    message.set_content(content.text, cte="quoted-printable")
-    if content.html:
-        message.add_alternative(content.html, subtype="html", cte="quoted-printable")
+    message["MIME-Version"] = "1.0"
+    body = _alternative(content.text, content.html, boundary)
+    if content.images:
+        related = MIMEPart(policy=SMTP)
+        related.make_related()
+        related.set_param("type", body.get_content_type())  # RFC 2387: the type of its root part
+        related.attach(body)
+        for image in content.images:
+            related.add_related(image.data, "image", image.subtype, cid=f"<{image.cid}>", disposition="inline")
+        body = related
+    if not content.attachments:
+        _adopt(message, body)
+        return message
+    message.make_mixed()
+    message.attach(body)
     for attachment in content.attachments:
         mime, _, raw_params = attachment.content_type.partition(";")
         maintype, _, subtype = mime.strip().lower().partition("/")
@@ -401,16 +491,29 @@ class PreparedMail:
     """The shared part of a message serialised once; each copy only adds its own few headers.
 
     Encoding a multi-megabyte attachment per recipient would dominate a large
-    send, so the body bytes are built once and reused for every copy.
+    send, so the body bytes are built once and reused for every copy. When each copy
+    carries its own unsubscribe link, only the text and HTML parts are encoded again:
+    they sit between the shared bytes before and after them, under a boundary kept fixed.
     """
 
     def __init__(self, content: MailContent, *, sender: str, sender_name: str | None, reply_to: str | None):
-        raw = _base_message(content, sender=sender, sender_name=sender_name, reply_to=reply_to).as_bytes()
-        self._head, _, self._body = raw.partition(b"\r\n\r\n")
+        self._content = content
+        self._boundary = f"=_biapp_{secrets.token_hex(12)}"
+        message = _base_message(
+            content, sender=sender, sender_name=sender_name, reply_to=reply_to, boundary=self._boundary
+        )
+        self._head, _, self._body = message.as_bytes().partition(b"\r\n\r\n")
+        self._around: tuple[bytes, bytes] | None = None
+        if content.unsubscribe is not None:
+            shared = _part_body(_alternative(content.text, content.html, self._boundary))
+            before, found, after = self._body.partition(shared)
+            if not found:  # serialisation is deterministic; this would be a bug, never a recipient's problem
+                raise RuntimeError("the text and HTML parts were not found in the prepared message")
+            self._around = (before, after)
 
     def for_recipient(self, recipient: str, *, kind: str = "to", now: datetime, message_id: str) -> bytes:
-        """The full RFC 5322 bytes of one copy; its headers name `recipient` only."""
-        headers = EmailMessage(policy=SMTP)
+        """The full RFC 5322 bytes of one copy; its headers (and unsubscribe link) name `recipient` only."""
+        headers = EmailMessage(policy=_OWN_HEADERS)
         if kind == "cc":
             headers["To"] = Group("undisclosed-recipients")
             headers["Cc"] = recipient
@@ -418,8 +521,20 @@ class PreparedMail:
             headers["To"] = recipient
         headers["Date"] = format_datetime(now)
         headers["Message-ID"] = message_id
+        body = self._body
+        if self._around is not None and self._content.unsubscribe is not None:
+            for name, value in self._content.unsubscribe.headers(recipient).items():
+                headers[name] = value
+            body = self._own_body(self._content.unsubscribe.url(recipient))
         own = headers.as_bytes().partition(b"\r\n\r\n")[0]
-        return own + b"\r\n" + self._head + b"\r\n\r\n" + self._body
+        return own + b"\r\n" + self._head + b"\r\n\r\n" + body
+
+    def _own_body(self, url: str) -> bytes:
+        content = self._content
+        text = content.text.replace(UNSUBSCRIBE_URL, url)
+        html = content.html.replace(UNSUBSCRIBE_URL, str(escape(url))) if content.html else None
+        before, after = self._around
+        return before + _part_body(_alternative(text, html, self._boundary)) + after
 
 
 def build_message(

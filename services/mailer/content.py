@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import object_session
 
-from services.mailer.compose import DownloadLink, MailContent, Preview, compose_body, render_subject
+from services.mailer import report_mail
+from services.mailer.branding import Branding
+from services.mailer.compose import DownloadLink, MailContent, Preview, Unsubscribe, render_subject, render_user_body
 from services.mailer.files import plan_files, read_preview
 from services.mailer.notification import (
     ALERT_EVENTS,
@@ -17,10 +21,12 @@ from services.mailer.notification import (
     Notification,
     Section,
 )
-from shared import alerts, links
+from shared import alerts, charts, links
 from shared.context import WorkerContext
 from shared.models import Alert, AlertEvent, Artifact, ReportExecution, ScheduledReport, User
 from shared.templates import template_context
+
+log = logging.getLogger(__name__)
 
 
 def report_url(ctx: WorkerContext, report_id) -> str:
@@ -57,6 +63,7 @@ def report_notification(
                 row_count=rows,
                 columns=tuple(preview.columns) if preview else (),
                 rows=tuple(tuple(r) for r in preview.rows) if preview else (),
+                truncated=bool(execution.truncated),
             ),
         )
     truncated = " (cut at the row limit)" if execution.truncated else ""
@@ -81,6 +88,23 @@ def report_notification(
         owner=owner_name(report),
         description=report.description,
     )
+
+
+MAX_CHART_IMAGES = 5
+
+
+def chart_pngs(notification: Notification) -> tuple[bytes, ...]:
+    """The run's charts as PNG (at most MAX_CHART_IMAGES), from the specs its render recorded."""
+    pngs = []
+    for section in notification.sections:
+        for spec in section.charts:
+            if len(pngs) >= MAX_CHART_IMAGES:
+                return tuple(pngs)
+            try:
+                pngs.append(charts.to_png(spec))
+            except Exception:
+                log.warning("a chart of %r could not be drawn", section.title, exc_info=True)
+    return tuple(pngs)
 
 
 def summary_sections(summary) -> tuple[Section, ...]:
@@ -134,7 +158,8 @@ def failure_notification(ctx: WorkerContext, execution: ReportExecution, report:
 
 
 def report_email(ctx: WorkerContext, session, execution, report, artifacts, preview, subject) -> MailContent:
-    """The email of a run: preview, attachments that fit, signed links for the rest."""
+    """The email of a run (report_mail.py): every section with its charts and first rows, the files that
+    fit attached and a signed link to each, and - except on a test run - each recipient's unsubscribe link."""
     zone = ZoneInfo(report.timezone or "UTC")
     context = template_context(
         report.name, execution.scheduled_for.astimezone(zone), execution.row_count or 0, report.timezone
@@ -144,21 +169,34 @@ def report_email(ctx: WorkerContext, session, execution, report, artifacts, prev
         return ctx.store.open(session, artifact)
 
     plan = plan_files(artifacts, read, ctx.settings.max_attachment_bytes)
-    now = ctx.clock.now()
-    download_links = []
-    for artifact in plan.too_large:
-        expires = links.link_expiry(ctx.settings, now=now, artifact_expires_at=artifact.expires_at)
-        url = links.url_for(ctx.settings, links.sign(ctx.settings, artifact.id, expires_at=expires))
-        download_links.append(DownloadLink(artifact.filename, url, artifact.size, expires))
-    text, html = compose_body(
-        report.body,
-        context,
-        subject=subject,
-        preview=preview,
-        attachments=tuple(plan.attachments),
-        links=tuple(download_links),
+    notification = report_notification(ctx, execution, report, artifacts, preview, subject)
+    too_large = {artifact.id for artifact in plan.too_large}
+    files = tuple(
+        report_mail.EmailFile(link, attached=artifact.id not in too_large)
+        for artifact, link in zip(artifacts, notification.files, strict=True)
     )
-    return MailContent(subject, text, html, tuple(plan.attachments), tuple(download_links))
+    download_links = tuple(
+        DownloadLink(f.link.filename, f.link.url, f.link.size, f.link.expires_at) for f in files if not f.attached
+    )
+    test = execution.trigger == "test"
+    email = report_mail.compose_report(
+        notification,
+        render_user_body(report.body, context),
+        subject=subject,
+        files=files,
+        branding=Branding.from_settings(ctx.settings),
+        unsubscribe=not test,
+        cid_domain=urlsplit(ctx.settings.public_url).hostname or "biapp.invalid",
+    )
+    return MailContent(
+        subject,
+        email.text,
+        email.html,
+        tuple(plan.attachments),
+        download_links,
+        images=email.images,
+        unsubscribe=None if test else Unsubscribe(ctx.settings, report.id),
+    )
 
 
 def report_subject_and_preview(ctx: WorkerContext, session, execution, report, artifacts):

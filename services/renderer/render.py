@@ -22,17 +22,19 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from services.renderer.changes import RowsDigest, unchanged_reason
+from services.renderer.summary import ChartPlan, SummaryCollector
 from services.renderer.writers import RenderedFile, RenderMeta, Section, Writer
 from services.renderer.writers.csv_writer import CsvWriter
 from services.renderer.writers.pdf_writer import PdfWriter
 from services.renderer.writers.xlsx_writer import XlsxWriter
-from shared import access, executions
+from shared import access, executions, filter_words, unsubscribe
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import NotFoundError, PermanentError, RenderFailedError, TransientError
 from shared.messaging import DELIVER_REPORT, RENDER_REPORT, publish_after_commit
 from shared.metrics import EXECUTIONS, RENDER_ROWS, RENDER_SECONDS, SCHEDULER_LAG
-from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport
+from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport, SemanticEntity
 from shared.outages import is_database_outage
 from shared.query.engine import Prepared, prepare, stream_prepared
 from shared.text import slugify, strip_bidi_controls
@@ -48,15 +50,17 @@ def build_writers(
     formats: list[str], workdir: Path, report: ScheduledReport, *, pdf_max_rows: int = 1000
 ) -> list[Writer]:
     zone = report.timezone or "UTC"
+    locale = getattr(report, "locale", None) or "en-US"
     writers: list[Writer] = []
     for fmt in dict.fromkeys(formats):  # each format once, in the report's order
         if fmt == "csv":
-            writers.append(CsvWriter(workdir, bom=bool(report.csv_bom), timezone=zone))
+            separator = report.csv_separator or ","
+            writers.append(CsvWriter(workdir, bom=bool(report.csv_bom), timezone=zone, separator=separator))
         elif fmt == "xlsx":
-            writers.append(XlsxWriter(workdir, timezone=zone, cover=report.dashboard_id is not None))
+            writers.append(XlsxWriter(workdir, timezone=zone, cover=True, locale=locale))
         elif fmt == "pdf":
             full = tuple(f for f in ("xlsx", "csv") if f in formats)
-            writers.append(PdfWriter(workdir, timezone=zone, max_rows=pdf_max_rows, full_data_in=full))
+            writers.append(PdfWriter(workdir, timezone=zone, max_rows=pdf_max_rows, full_data_in=full, locale=locale))
         else:
             raise RenderFailedError(f"format {fmt!r} is not available")
     if not writers:
@@ -77,20 +81,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def describe_filters(query: SavedQuery) -> tuple[str, ...]:
-    """A semantic query's filters as people read them: `region ne APAC`."""
+def describe_filters(session, query: SavedQuery, locale: str = "en-US") -> tuple[str, ...]:
+    """A semantic query's filters as people read them, in the report's language: `Order date: last 90 days`."""
     filters = ((query.definition or {}).get("filters") or []) if query.kind == "semantic" else []
-    return tuple(f"{f.get('field')} {f.get('op')} {f.get('value')}" for f in filters if isinstance(f, dict))
+    filters = [f for f in filters if isinstance(f, dict)]
+    if not filters:
+        return ()
+    entity = session.get(SemanticEntity, query.entity_id) if query.entity_id else None
+    labels = {}
+    for item in [*(entity.dimensions or []), *(entity.measures or [])] if entity else []:
+        if isinstance(item, dict) and item.get("name") and item.get("label"):
+            labels[item["name"]] = item["label"]
+    return filter_words.describe_filters(filters, entity_fields=labels, locale=locale)
 
 
-def _sections(session, report: ScheduledReport) -> list[tuple[str, SavedQuery, str]]:
-    """(title, query, chart) for the report's query, or for each widget of its dashboard in order."""
+def _sections(session, report: ScheduledReport) -> list[tuple[str, SavedQuery, ChartPlan]]:
+    """(title, query, chart plan) for the report's query, or for each widget of its dashboard in order."""
     if report.saved_query_id:
         query = session.get(SavedQuery, report.saved_query_id)
         if query is None:
             raise NotFoundError("The report's saved query no longer exists.")
         access.check_report_sources(session, report.owner_id, query=query)
-        return [(report.name, query, "table")]
+        return [(report.name, query, ChartPlan())]
     dashboard = session.get(Dashboard, report.dashboard_id)
     if dashboard is None:
         raise NotFoundError("The report's dashboard no longer exists.")
@@ -100,7 +112,8 @@ def _sections(session, report: ScheduledReport) -> list[tuple[str, SavedQuery, s
         query = session.get(SavedQuery, widget.saved_query_id)
         if query is None:
             raise NotFoundError(f"The saved query of widget {widget.title!r} no longer exists.")
-        sections.append((widget.title, query, widget.chart))
+        plan = ChartPlan(widget.chart, widget.x_field, widget.series_field, tuple(widget.measures or ()))
+        sections.append((widget.title, query, plan))
     return sections
 
 
@@ -114,7 +127,8 @@ class Job:
     """What one render needs, read from the application database in one short transaction."""
 
     report: ScheduledReport
-    sections: list[tuple[str, Prepared, str, tuple[str, ...]]]  # title, prepared query, chart, filters
+    sections: list[tuple[str, Prepared, ChartPlan, tuple[str, ...]]]  # title, prepared query, chart, filters
+    previous_summary: dict | None = None  # the report's last run's, for KPI changes
 
 
 def load_job(ctx: WorkerContext, execution: ReportExecution, now: datetime) -> Job:
@@ -125,35 +139,74 @@ def load_job(ctx: WorkerContext, execution: ReportExecution, now: datetime) -> J
             raise NotFoundError("The report was deleted.")
         if execution.trigger == "schedule" and not report.is_active:
             raise RunCancelled("The report was paused before this run started.")
+        if not execution.recipients and execution.trigger != "test" and unsubscribe.everyone_left(session, report):
+            raise RunCancelled("Every recipient unsubscribed from this report: nobody is left to send it to.")
         sections = [
             (
                 title,
                 prepare(session, query, engines=ctx.engines, timezone=report.timezone, now=now),
-                chart,
-                describe_filters(query),
+                plan,
+                describe_filters(session, query, report.locale or "en-US"),
             )
-            for title, query, chart in _sections(session, report)
+            for title, query, plan in _sections(session, report)
         ]
+        previous = (
+            _previous_summary(session, report, execution) if any(p.kind == "kpi" for _, _, p, _ in sections) else None
+        )
         session.expunge_all()
-    return Job(report, sections)
+    return Job(report, sections, previous)
 
 
-def write_files(ctx: WorkerContext, job: Job, workdir: Path):
-    """One pass over each section's rows, fanned out to every writer; no application connection is held.
+def _previous_summary(session, report: ScheduledReport, execution: ReportExecution) -> dict | None:
+    """The summary of the report's last delivered run before this one (not a test run)."""
+    return session.execute(
+        sa.select(ReportExecution.summary)
+        .where(
+            ReportExecution.report_id == report.id,
+            ReportExecution.id != execution.id,
+            ReportExecution.status.in_(("success", "partial")),
+            ReportExecution.trigger != "test",
+            ReportExecution.summary.is_not(None),
+        )
+        .order_by(ReportExecution.scheduled_for.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def write_files(ctx: WorkerContext, job: Job, workdir: Path, digest: RowsDigest | None = None):
+    """One pass over each section's rows, fanned out to every writer (and the rows' `digest`); no application
+    connection is held.
 
     Any writer failing fails the whole render: an incomplete set is never sent.
     """
     report = job.report
+    digest = digest or RowsDigest()
     writers = build_writers(report.formats, workdir, report, pdf_max_rows=ctx.settings.pdf_max_rows)
+    summary = SummaryCollector(
+        locale=report.locale or "en-US", timezone=report.timezone or "UTC", previous=job.previous_summary
+    )
     total_rows = 0
     truncated = False
     try:
-        for title, prepared, chart, filters in job.sections:
+        for title, prepared, plan, filters in job.sections:
             with stream_prepared(prepared, settings=ctx.settings) as stream:
-                section = Section(title, list(stream.columns), chart=chart, filters=filters)
+                section = Section(
+                    title,
+                    list(stream.columns),
+                    chart=plan.kind,
+                    filters=filters,
+                    plan=plan,
+                    previous_kpi=summary.previous_kpis.get(title),
+                )
                 for writer in writers:
                     writer.begin_section(section)
+                summary.begin_section(title, section.columns, plan, filters)
+                digest.begin_section(section.columns)
+                add_to_digest = digest.row_adder()
+                collect = summary.write_row
                 for row in stream:
+                    add_to_digest(row)
+                    collect(row)
                     for writer in writers:
                         try:
                             writer.write_row(row)
@@ -161,12 +214,13 @@ def write_files(ctx: WorkerContext, job: Job, workdir: Path):
                             raise _failed(writer, exc) from exc
                 for writer in writers:
                     writer.end_section(stream.row_count, stream.truncated)
+                summary.end_section(stream.row_count, stream.truncated)
                 total_rows += stream.row_count
                 truncated = truncated or stream.truncated
     except BaseException:
         discard_all(writers)
         raise
-    return writers, total_rows, truncated
+    return writers, total_rows, truncated, summary
 
 
 def discard_all(writers: list[Writer]) -> None:
@@ -245,7 +299,6 @@ def render_execution(ctx: WorkerContext, execution_id: str) -> None:
         publish_after_commit(ctx.publisher, DELIVER_REPORT, execution_id)
     elif outcome == "skipped":
         EXECUTIONS.labels("skipped", execution.trigger).inc()
-        log.info("skipped: no rows and send_if_empty is off", extra=extra)
 
 
 class RunCancelled(Exception):
@@ -263,9 +316,12 @@ def _render_and_store(ctx: WorkerContext, execution: ReportExecution, workdir: P
     report = job.report
     zone = ZoneInfo(report.timezone or "UTC")
     run_local = execution.scheduled_for.astimezone(zone)
-    writers, row_count, truncated = write_files(ctx, job, workdir)
+    digest = RowsDigest()
+    writers, row_count, truncated, summary = write_files(ctx, job, workdir, digest)
     RENDER_ROWS.observe(row_count)
-    if row_count == 0 and not report.send_if_empty:
+    rows_hash = digest.hexdigest()
+    reason = _nothing_to_send(ctx, report, execution, row_count, rows_hash)
+    if reason is not None:
         discard_all(writers)
         with transaction(ctx.session_factory) as session:
             if not executions.move(
@@ -275,10 +331,13 @@ def _render_and_store(ctx: WorkerContext, execution: ReportExecution, workdir: P
                 target="skipped",
                 now=ctx.clock.now(),
                 owner=worker,
-                row_count=0,
-                error="The query returned no rows and the report does not send empty results.",
+                row_count=row_count,
+                truncated=truncated,
+                rows_hash=rows_hash,
+                error=reason,
             ):
                 raise LeaseLost()
+        log.info("skipped: %s", reason, extra={"execution_id": str(execution.id), "report_id": str(report.id)})
         return "skipped"
     meta = RenderMeta(
         report_name=report.name,
@@ -288,11 +347,32 @@ def _render_and_store(ctx: WorkerContext, execution: ReportExecution, workdir: P
         max_report_rows=ctx.settings.max_report_rows,
     )
     files: list[RenderedFile] = finish_all(writers, meta, base_filename(report.name, run_local))
-    _store(ctx, execution, files, row_count, truncated, worker)
+    _store(ctx, execution, files, row_count, truncated, worker, rows_hash=rows_hash, summary=summary.summary())
     return "rendered"
 
 
-def _store(ctx: WorkerContext, execution: ReportExecution, files, row_count: int, truncated: bool, worker: str):
+def _nothing_to_send(
+    ctx: WorkerContext, report: ScheduledReport, execution: ReportExecution, row_count: int, rows_hash: str
+) -> str | None:
+    """Why a rendered run ends `skipped`: no rows while send_if_empty is off, or the same rows as the last run
+    its recipients got while send_only_if_changed is on. None: send it."""
+    if row_count == 0 and not report.send_if_empty:
+        return "The query returned no rows and the report does not send empty results."
+    with ctx.session_factory() as session:  # connects only if the report asks for the comparison
+        return unchanged_reason(session, report, execution, rows_hash)
+
+
+def _store(
+    ctx: WorkerContext,
+    execution: ReportExecution,
+    files,
+    row_count: int,
+    truncated: bool,
+    worker: str,
+    *,
+    rows_hash: str | None = None,
+    summary: dict | None = None,
+):
     """Files and the move to `rendered` commit together, only while the lease is ours.
 
     Leftovers of an earlier, interrupted attempt go in the same transaction; their files outside
@@ -326,7 +406,15 @@ def _store(ctx: WorkerContext, execution: ReportExecution, files, row_count: int
                     ctx.store.save(session, artifact, handle)
                 saved.append(artifact)
             moved = _leave_running(
-                ctx, session, execution.id, worker, "rendered", row_count=row_count, truncated=truncated
+                ctx,
+                session,
+                execution.id,
+                worker,
+                "rendered",
+                row_count=row_count,
+                truncated=truncated,
+                rows_hash=rows_hash,
+                summary=summary,
             )
             if not moved:
                 session.rollback()
@@ -353,21 +441,28 @@ def _handle_transient(ctx: WorkerContext, execution: ReportExecution, exc: Excep
     runs out and the sweeper (or the retried message) takes the run over when it is back.
     """
     message = getattr(exc, "message", None) or "The application database was unreachable."
+    gave_up = notices = False
     try:
         with transaction(ctx.session_factory) as session:
             current = session.get(ReportExecution, execution.id)
             attempts = current.attempts if current else 0
             if attempts > ctx.settings.render_max_retries:
-                gave_up = f"{message} (gave up after {attempts} attempts)"
-                if _leave_running(ctx, session, execution.id, worker, "failed", error=gave_up):
+                gave_up = True
+                final = f"{message} (gave up after {attempts} attempts)"
+                if _leave_running(ctx, session, execution.id, worker, "failed", error=final):
                     EXECUTIONS.labels("failed", execution.trigger).inc()
-                log.warning("render failed for good: %s", message, extra=extra)
-                return
-            _leave_running(ctx, session, execution.id, worker, "queued", error=message)
+                    notices = executions.insert_failure_notices(session, execution.id)
+            else:
+                _leave_running(ctx, session, execution.id, worker, "queued", error=message)
     except Exception as write_error:
         if not is_database_outage(write_error):
             raise
         log.warning("database unreachable; the run is retried when it is back", extra=extra)
+    if gave_up:
+        if notices:  # its webhook and chat destinations hear that no numbers are coming
+            publish_after_commit(ctx.publisher, DELIVER_REPORT, str(execution.id))
+        log.warning("render failed for good: %s", message, extra=extra)
+        return
     log.warning("render will retry: %s", message, extra=extra)
     raise RetryLater(message)
 
@@ -389,6 +484,9 @@ def _skip(ctx: WorkerContext, execution_id: uuid.UUID, worker: str, reason: str,
 def _fail(ctx: WorkerContext, execution_id: uuid.UUID, message: str, extra: dict) -> None:
     with transaction(ctx.session_factory) as session:
         execution = session.get(ReportExecution, execution_id)
-        if executions.fail(session, execution_id, now=ctx.clock.now(), error=message):
+        failed, notices = executions.fail_and_notify(session, execution_id, now=ctx.clock.now(), error=message)
+        if failed:
             EXECUTIONS.labels("failed", execution.trigger).inc()
+    if notices:  # its webhook and chat destinations hear that no numbers are coming
+        publish_after_commit(ctx.publisher, DELIVER_REPORT, str(execution_id))
     log.warning("render failed: %s", message, extra=extra)

@@ -5,8 +5,9 @@ with FOR UPDATE SKIP LOCKED, the execution is unique per (report_id,
 scheduled_for) and inserted ON CONFLICT DO NOTHING, next_run_at moves past now in
 the same transaction, and messages go out only after the commit.
 
-A batch is three statements whatever its size (claim, one multi-row INSERT … ON
-CONFLICT DO NOTHING RETURNING, one executemany UPDATE), and publishing, which
+A batch is a fixed number of statements whatever its size (claim, its destinations and
+unsubscribed addresses, one multi-row INSERT … ON CONFLICT DO NOTHING RETURNING, one
+executemany UPDATE), and publishing, which
 waits for a broker confirm per message, runs on a few threads.
 """
 
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from shared import unsubscribe
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.executions import new_execution_row
@@ -108,13 +110,14 @@ def _claim_batch(ctx: WorkerContext, now: datetime) -> tuple[int, list[Dispatche
         executions: list[dict] = []
         advances: list[dict] = []
         destinations = _destinations_of(session, [report.id for report in due])
+        gone = unsubscribe.unsubscribed_by_report(session, [report.id for report in due])
         for report in due:
             following = following_occurrence(
                 report.schedule, report.next_run_at, now, what="report", extra={"report_id": str(report.id)}
             )
             advances.append({"report_id": report.id, "following": following})
             if following is not None:
-                executions.append(_execution_row(report, destinations.get(report.id, []), now))
+                executions.append(_execution_row(report, destinations.get(report.id, []), gone.get(report.id, ()), now))
         created = _insert_executions(session, executions, now)
         if advances:
             session.execute(
@@ -138,9 +141,11 @@ def _destinations_of(session: Session, report_ids: list) -> dict:
     return found
 
 
-def _execution_row(report, destinations: list, now: datetime) -> dict:
+def _execution_row(report, destinations: list, unsubscribed, now: datetime) -> dict:
     due = SimpleNamespace(id=report.id, destinations=destinations)
-    return new_execution_row(due, trigger="schedule", scheduled_for=report.next_run_at, now=now)
+    return new_execution_row(
+        due, trigger="schedule", scheduled_for=report.next_run_at, now=now, unsubscribed=unsubscribed
+    )
 
 
 def _insert_executions(session: Session, rows: list[dict], now: datetime) -> list[Dispatched]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from shared import unsubscribe
 from shared.destinations import planned
 from shared.models import ReportExecution, ScheduledReport, User
 
@@ -14,13 +16,25 @@ from shared.models import ReportExecution, ScheduledReport, User
 LATE_AFTER = timedelta(seconds=90)
 
 
-def planned_recipients(report, *, trigger: str, requester: User | None) -> list[dict]:
-    """Who a run is for, fixed when it is queued (shared.destinations.planned). A test run goes only to the caller."""
-    return planned(report.destinations, trigger=trigger, requester=requester)
+def planned_recipients(
+    report, *, trigger: str, requester: User | None, unsubscribed: Collection[str] = ()
+) -> list[dict]:
+    """Who a run is for, fixed when it is queued (shared.destinations.planned). A test run goes only to the caller;
+    other runs leave out the email addresses in `unsubscribed` (lower-case: shared.unsubscribe)."""
+    plan = planned(report.destinations, trigger=trigger, requester=requester)
+    if trigger == "test" or not unsubscribed:
+        return plan
+    return [p for p in plan if p.get("channel", "email") != "email" or p["address"].lower() not in unsubscribed]
 
 
 def new_execution_row(
-    report, *, trigger: str, scheduled_for: datetime, now: datetime, requester: User | None = None
+    report,
+    *,
+    trigger: str,
+    scheduled_for: datetime,
+    now: datetime,
+    requester: User | None = None,
+    unsubscribed: Collection[str] = (),
 ) -> dict:
     """The column values of a new queued execution (the dispatcher inserts many at once)."""
     return {
@@ -36,7 +50,7 @@ def new_execution_row(
         "truncated": False,
         "attempts": 0,
         "enqueue_count": 1,
-        "recipients": planned_recipients(report, trigger=trigger, requester=requester),
+        "recipients": planned_recipients(report, trigger=trigger, requester=requester, unsubscribed=unsubscribed),
     }
 
 
@@ -49,8 +63,9 @@ def create_execution(
     requester: User | None = None,
 ) -> ReportExecution:
     """A manual or test run, due now."""
+    gone = unsubscribe.unsubscribed(session, report.id) if trigger != "test" else set()
     execution = ReportExecution(
-        **new_execution_row(report, trigger=trigger, scheduled_for=now, now=now, requester=requester)
+        **new_execution_row(report, trigger=trigger, scheduled_for=now, now=now, requester=requester, unsubscribed=gone)
     )
     session.add(execution)
     session.flush()

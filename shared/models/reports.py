@@ -16,6 +16,7 @@ EXECUTION_STATES = ("queued", "running", "rendered", "sending", "success", "part
 TRIGGERS = ("schedule", "manual", "test")
 DELIVERY_STATES = ("pending", "sent", "failed")
 FORMATS = ("xlsx", "csv", "pdf")
+CSV_SEPARATORS = (",", ";", "\t", "|")
 
 
 class ScheduledReport(HasDestinations, Timestamped, Base):
@@ -79,9 +80,10 @@ class ReportExecution(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     # sha256 over every section's rows, for "send only if the data changed".
     rows_hash: Mapped[str | None] = mapped_column(sa.String(64))
-    # What the run found, per section: [{"title", "row_count", "truncated", "kpi": {...}}]; KPI cards
-    # compare against the previous run's.
-    summary: Mapped[list | None] = mapped_column(sa.JSON)
+    # What the run found, written with its files: {"sections": [{"title", "row_count", "truncated",
+    # "columns", "align", "rows" (first rows, formatted), "charts" (Vega-Lite specs), "chart_alt",
+    # "filters", "kpi"}]}; emails, chat messages and the next run's KPI change read it.
+    summary: Mapped[dict | None] = mapped_column(sa.JSON)
     enqueue_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
     last_enqueued_at: Mapped[datetime | None] = mapped_column()
     # Who this run is for, fixed when it is queued: [{"address", "kind": "to"|"cc", "channel",

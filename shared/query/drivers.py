@@ -83,6 +83,15 @@ def _datetime_in(zone: ZoneInfo) -> Callable[[object], object]:
     return convert
 
 
+def _zoned_if_datetime(zone: ZoneInfo) -> Callable[[object], object]:
+    def convert(v):
+        if type(v) is not datetime:
+            return v
+        return v.replace(tzinfo=zone) if v.tzinfo is None else v.astimezone(zone)
+
+    return convert
+
+
 def typed_converter(kind: str, zone: ZoneInfo) -> Converter:
     return {
         "string": _to_string,
@@ -314,7 +323,11 @@ class SqliteReader:
         return [ColumnInfo(n, infer_type([row[i] for row in first]), n) for i, n in enumerate(names)]
 
     def converters(self, columns: list[ColumnInfo], typed: bool) -> list[Converter]:
-        return [typed_converter(c.type, self.zone) for c in columns] if typed else [None] * len(columns)
+        if typed:
+            return [typed_converter(c.type, self.zone) for c in columns]
+        # Declared DATETIME columns arrive as datetimes (sources.open_sqlite): wall-clock values are read
+        # in the report's zone, as on PostgreSQL and MySQL. Anything else in such a column passes as is.
+        return [_zoned_if_datetime(self.zone) if c.type == "datetime" else None for c in columns]
 
     def cancel(self) -> None:
         self.raw.interrupt()

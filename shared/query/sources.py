@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 from shared.config import Settings
 from shared.errors import DataSourceRefusedError
 from shared.models import DataSource
-from shared.query import boundaries
+from shared.query import boundaries, sqlite_types
 from shared.security.crypto import SecretBox
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,17 @@ def sqlite_uri(path: Path) -> str:
 
 
 def open_sqlite(settings: Settings, relative: str, timeout: float = 5.0) -> sqlite3.Connection:
-    """Open a SQLite source read-only, checking the path again (the file may have been swapped for a link)."""
+    """Open a SQLite source read-only, checking the path again (the file may have been swapped for a link).
+
+    Declared DATE, DATETIME, TIMESTAMP, NUMERIC and DECIMAL columns come back typed (shared.query.sqlite_types).
+    """
+    sqlite_types.register()
     connection = sqlite3.connect(
-        sqlite_uri(resolve_sqlite_path(settings, relative)), uri=True, check_same_thread=False, timeout=timeout
+        sqlite_uri(resolve_sqlite_path(settings, relative)),
+        uri=True,
+        check_same_thread=False,
+        timeout=timeout,
+        detect_types=sqlite_types.DETECT_TYPES,
     )
     try:
         boundaries.guard_connection(connection, "sqlite")

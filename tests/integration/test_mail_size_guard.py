@@ -74,8 +74,10 @@ def test_file_too_large_even_zipped_becomes_a_link_that_downloads_without_login(
     (mail,) = handler.received
     text = mail.message.get_body(("plain",)).get_content()
     html = mail.message.get_body(("html",)).get_content()
-    assert "Too large to attach" in text and "revenue.pdf" in text
-    urls = re.findall(r"https://reports\.example\.com/api/links/[\w.\-]+", text)
+    # Every file is offered as a link; the one that could not be attached says so.
+    assert re.search(r"- revenue\.pdf \(PDF, [^)]*too large to attach\)", text)
+    assert re.search(r"- revenue\.csv \(CSV, [^)]*attached\)", text)
+    urls = re.findall(r"revenue\.pdf \([^)]*\)\s+(https://reports\.example\.com/api/links/[\w.\-]+)", text)
     assert len(urls) == 1 and urls[0] in html
     execution, _ = execution_state(pg_session_factory, seeded.execution_id)
     assert execution.status == "success"

@@ -126,7 +126,7 @@ def test_dashboard_renders_every_format_with_widgets_in_order(world):
         "quarterly-sales_2026-11-28_0900.pdf",
     }
     book = openpyxl.load_workbook(io.BytesIO(files["xlsx"][1]))
-    assert book.sheetnames == ["Summary", "Revenue", "Count"]
+    assert book.sheetnames == ["Summary", "Revenue", "Count", "Revenue chart data"]  # the bar chart reads the last
     assert book["Revenue"]["A4"].value == "=1+1" and book["Revenue"]["A4"].data_type == "s"
     with zipfile.ZipFile(io.BytesIO(files["csv"][1])) as archive:
         assert archive.namelist() == ["01-revenue.csv", "02-count.csv"]

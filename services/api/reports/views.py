@@ -7,11 +7,19 @@ import sqlalchemy as sa
 from services.api import destinations as destinations_api
 from services.api.executions.schemas import ExecutionSchema
 from services.api.pagination import PageArgs, page_schema, paginate
-from services.api.parsing import Blueprint
-from services.api.reports.schemas import HistoryArgs, NextRunsArgs, NextRunSchema, ReportSchema, RunAcceptedSchema
+from services.api.parsing import Blueprint, text_problem
+from services.api.reports.schemas import (
+    HistoryArgs,
+    NextRunsArgs,
+    NextRunSchema,
+    ReportSchema,
+    RunAcceptedSchema,
+    UnsubscriptionSchema,
+)
 from services.api.runtime import db, runtime
 from services.api.security import get_owned, login_required, me, only_visible
-from shared import reports, runs
+from shared import reports, runs, unsubscribe
+from shared.errors import NotFoundError
 from shared.models import ScheduledReport
 
 blp = Blueprint("scheduled_reports", __name__, url_prefix="/api/scheduled-reports", description="Scheduled reports")
@@ -19,8 +27,10 @@ blp = Blueprint("scheduled_reports", __name__, url_prefix="/api/scheduled-report
 
 def _with_summary(items: list[ScheduledReport]) -> list[ScheduledReport]:
     latest = reports.last_executions(db(), [r.id for r in items])
+    gone = unsubscribe.unsubscribed_by_report(db(), [r.id for r in items])
     for item in items:
         item.last_execution = latest.get(item.id)
+        item.unsubscribed = sorted(gone.get(item.id, ()))
     return items
 
 
@@ -155,3 +165,23 @@ def rotate_destination_secret(report_id, destination_id):
     result = destinations_api.rotate(destinations_api.find(owner, destination_id))
     db().commit()
     return result
+
+
+@blp.route("/<uuid:report_id>/unsubscriptions", methods=["GET"])
+@login_required()
+@blp.response(200, UnsubscriptionSchema(many=True))
+def list_unsubscriptions(report_id):
+    """Who unsubscribed with the link in their email, and when, oldest first; runs leave them out."""
+    report = _get(report_id)
+    return unsubscribe.listed(db(), report.id)
+
+
+@blp.route("/<uuid:report_id>/unsubscriptions/<string:address>", methods=["DELETE"])
+@login_required()
+@blp.response(204)
+def resubscribe(report_id, address):
+    """Send the report to this address again from the next run on (404 if it had not unsubscribed)."""
+    report = _get(report_id, writable=True)
+    if text_problem(address) or not unsubscribe.forget(db(), report.id, address):
+        raise NotFoundError("This address has not unsubscribed from this report.")
+    db().commit()
