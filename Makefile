@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit chaos lint format bench services clean
+.PHONY: install run test test-unit chaos lint format bench gallery services clean
 
 $(STAMP): pyproject.toml
 	bash scripts/ensure_system_packages.sh
@@ -46,6 +46,11 @@ format: install
 ## Benchmarks are run by hand; figures go to docs/benchmarks.md.
 bench: install services
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## Pictures of what recipients receive (emails, PDF pages, XLSX sheets) in docs/gallery/.
+gallery: install
+	bash scripts/ensure_gallery_packages.sh
+	$(BIN)/python scripts/gallery.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

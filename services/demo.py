@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import email_configs, users
 from shared.config import Settings
 from shared.db import transaction
-from shared.models import DataSource, EmailConfig, SavedQuery, ScheduledReport, SemanticEntity
+from shared.models import (
+    Dashboard,
+    DashboardWidget,
+    DataSource,
+    EmailConfig,
+    SavedQuery,
+    ScheduledReport,
+    SemanticEntity,
+)
 from shared.reports import apply_changes
 
 DEMO_ADMIN = "admin@example.com"
@@ -153,8 +161,99 @@ def seed_demo(
                 _now(),
             )
             session.add(report)
+        seed_dashboard(session, admin, entity)
     print(f"Demo login: {DEMO_ADMIN} / {password}", flush=True)
     print("The demo report runs every minute; its emails land in the outbox folder.", flush=True)
+
+
+DASHBOARD_QUERIES = {
+    "Revenue, orders and units by region": {
+        "dimensions": ["region"],
+        "measures": ["revenue", "orders", "units"],
+        "filters": [{"field": "order_date", "op": "eq", "value": "last_90_days"}],
+        "order_by": [{"field": "revenue", "direction": "desc"}],
+    },
+    "Daily revenue by region": {
+        "dimensions": ["order_date", "region"],
+        "measures": ["revenue"],
+        "filters": [{"field": "order_date", "op": "eq", "value": "last_90_days"}],
+        "order_by": [{"field": "order_date", "direction": "desc"}],  # newest first: the chart still runs forward
+    },
+    "Units by product": {
+        "dimensions": ["product"],
+        "measures": ["units"],
+        "filters": [{"field": "order_date", "op": "eq", "value": "last_90_days"}],
+        "order_by": [{"field": "units", "direction": "desc"}],
+    },
+    "Total revenue": {
+        "dimensions": [],
+        "measures": ["revenue"],
+        "filters": [{"field": "order_date", "op": "eq", "value": "last_90_days"}],
+    },
+}
+# title, query, chart, x, series, measures
+DASHBOARD_WIDGETS = (
+    ("Revenue, last 90 days", "Total revenue", "kpi", None, None, ["revenue"]),
+    ("Revenue and orders by region", "Revenue, orders and units by region", "bar", "region", None, []),
+    ("Daily revenue by region", "Daily revenue by region", "line", "order_date", "region", ["revenue"]),
+    ("Units by product", "Units by product", "donut", "product", None, ["units"]),
+)
+DASHBOARD = "Sales overview"
+BERLIN_REPORT = "Demo: sales overview (Berlin)"
+
+
+def seed_dashboard(session: Session, admin, entity: SemanticEntity) -> Dashboard:
+    """The demo dashboard (a KPI card, bars, lines by region, a donut) and a German report that sends it."""
+    dashboard = session.execute(sa.select(Dashboard).where(Dashboard.name == DASHBOARD)).scalar_one_or_none()
+    if dashboard is not None:
+        return dashboard
+    queries = {}
+    for name, definition in DASHBOARD_QUERIES.items():
+        queries[name] = SavedQuery(
+            name=name,
+            kind="semantic",
+            entity_id=entity.id,
+            definition={"limit": None, **definition},
+            shared=True,
+            owner_id=admin.id,
+        )
+        session.add(queries[name])
+    session.flush()
+    dashboard = Dashboard(name=DASHBOARD, description="Sales of the last 90 days.", shared=True, owner_id=admin.id)
+    for position, (title, query, chart, x, series, measures) in enumerate(DASHBOARD_WIDGETS):
+        dashboard.widgets.append(
+            DashboardWidget(
+                position=position,
+                title=title,
+                saved_query_id=queries[query].id,
+                chart=chart,
+                x_field=x,
+                series_field=series,
+                measures=measures,
+            )
+        )
+    session.add(dashboard)
+    session.flush()
+    report = ScheduledReport(owner_id=admin.id, is_active=True)
+    apply_changes(
+        report,
+        {
+            "name": BERLIN_REPORT,
+            "dashboard_id": dashboard.id,
+            "schedule": {"frequency": "daily", "time": "08:00", "timezone": "Europe/Berlin"},
+            "recipients": ["vertrieb@example.com"],
+            "cc": [],
+            "formats": ["xlsx", "pdf", "csv"],
+            "locale": "de-DE",
+            "subject": "Vertriebsübersicht – {{date}}",
+            "body": "<p>Guten Morgen, hier die Zahlen der letzten 90 Tage.</p>",
+            "send_if_empty": True,
+            "is_active": True,
+        },
+        _now(),
+    )
+    session.add(report)
+    return dashboard
 
 
 def _now():

@@ -38,6 +38,11 @@ _TEMPLATE = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).f
 )
 
 
+def _css_text(text: str) -> str:
+    """A translated word inside a CSS string: no quote or backslash can end it early."""
+    return "".join(ch for ch in text if ch not in '"\\<>{}')
+
+
 def _data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
@@ -207,6 +212,8 @@ class PdfWriter:
             "filters": self._t("Filters applied"),
             "no_rows": self._t("No rows."),
             "rows": self._t("Rows"),
+            "page": _css_text(self._t("Page")),
+            "of": _css_text(self._t("of")),
         }
         return _TEMPLATE.render(
             meta=meta, sections=sections, css=CSS, words=words, lang=i18n.language(self.locale) or "en"

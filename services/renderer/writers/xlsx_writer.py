@@ -68,6 +68,15 @@ TITLE_FONT = Font(bold=True, size=14)
 NOTE_FONT = Font(italic=True, color="9C2F2F")
 
 
+def print_setup(ws) -> None:
+    """Printed (or turned into a PDF) the way people expect: landscape, as wide as one page."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = 9  # A4
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+
+
 def sheet_name(title: str, used: set[str]) -> str:
     """Excel's rules: 31 characters, none of []:*?/\\, not blank, unique ignoring case."""
     base = " ".join(SHEET_NAME_FORBIDDEN.sub(" ", title).split()).strip("'") or "Sheet"
@@ -217,6 +226,8 @@ class XlsxWriter:
         if hasattr(ws, "_values_to_row"):
             ws._values_to_row = _fast_cells(ws)
         ws.freeze_panes = "A2"
+        print_setup(ws)
+        ws.print_title_rows = "1:1"  # the header on every printed page
         result.parts.append(name)
         self._ws = ws
         self._cells = _Cells(ws, section.columns, self.locale)
@@ -406,6 +417,7 @@ class XlsxWriter:
     def _write_chart_sheet(self, section: Section, data_sheet, tables, result: SectionResult) -> None:
         name = sheet_name(f"{section.title} {i18n.gettext(self.locale, 'chart data')}", self.used_names)
         ws = self.workbook.create_sheet(name)
+        print_setup(ws)
         ws.column_dimensions["A"].width = 22
         result.parts.append(name)
         row = 1
@@ -455,6 +467,7 @@ class XlsxWriter:
 
     def _write_cover(self, meta: RenderMeta) -> None:
         ws = self.cover
+        print_setup(ws)
         for letter, width in zip("ABCDE", (34, 28, 12, 40, 50), strict=True):
             ws.column_dimensions[letter].width = width
         ws.append([self._text(ws, meta.report_name, TITLE_FONT)])
