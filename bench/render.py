@@ -45,11 +45,14 @@ from openpyxl import Workbook  # noqa: E402
 from openpyxl.cell import WriteOnlyCell  # noqa: E402
 from openpyxl.styles import Font  # noqa: E402
 
+from services.renderer.summary import ChartPlan  # noqa: E402
 from services.renderer.writers import RenderMeta, Section  # noqa: E402
 from services.renderer.writers.csv_writer import CsvWriter  # noqa: E402
-from services.renderer.writers.formatting import EXCEL_DATE, EXCEL_DATETIME, excel_number_format  # noqa: E402
+from services.renderer.writers.formatting import EXCEL_DATE, EXCEL_DATETIME  # noqa: E402
 from services.renderer.writers.pdf_writer import PdfWriter, safe_url_fetcher  # noqa: E402
 from services.renderer.writers.xlsx_writer import XlsxWriter  # noqa: E402
+from shared import charts  # noqa: E402
+from shared.formats import excel_format  # noqa: E402
 from shared.query.engine import ColumnInfo  # noqa: E402
 
 ZONE_NAME = "Europe/Berlin"
@@ -144,7 +147,7 @@ def bare_xlsx_floor(rows, workdir, columns=COLUMNS):
 
 def bare_xlsx_equivalent(rows, workdir, columns=COLUMNS):
     """The same workbook as ours, written the plain way: one new WriteOnlyCell per formatted value."""
-    formats = [excel_number_format(c) for c in columns]
+    formats = [excel_format(c.format, "en-US", column_type=c.type) for c in columns]
     bold = Font(bold=True)
 
     def cell(ws, index, value):
@@ -415,6 +418,70 @@ def pdf(args, workdir: Path, baseline) -> None:
             print(f"  {name:<26}{seconds:>7.2f} CPU s   vs as shipped {seconds / t['as shipped']:.0%}")
 
 
+CHART_COLUMNS = [
+    ColumnInfo("day", "date", label="Day"),
+    ColumnInfo("region", label="Region"),
+    ColumnInfo("revenue", "decimal", label="Revenue", format="currency:EUR"),
+    ColumnInfo("orders", "integer", label="Orders"),
+]
+
+
+def chart_rows(n: int = 360) -> list[tuple]:
+    start = date(2026, 1, 1)
+    regions = ("EMEA", "APAC", "LATAM", "North America")
+    return [
+        (start + timedelta(days=i // 4), regions[i % 4], Decimal(1000 + (i * 37) % 900), 10 + i % 7) for i in range(n)
+    ]
+
+
+def chart_cost(args, workdir: Path) -> None:
+    """What charts add: a PDF of four charted widgets against the same four as tables, and one chart alone."""
+    rows = chart_rows()
+    plans = [
+        ChartPlan("line", "day", "region", ("revenue",)),
+        ChartPlan("bar", "region", None, ("revenue", "orders")),
+        ChartPlan("area", "day", "region", ("orders",)),
+        ChartPlan("donut", "region", None, ("revenue",)),
+    ]
+
+    def dashboard(charted: bool):
+        def run():
+            writer = PdfWriter(workdir, timezone=ZONE_NAME, max_rows=50, locale="de-DE")
+            for n, plan in enumerate(plans):
+                kind = plan.kind if charted else "table"
+                writer.begin_section(Section(f"Widget {n}", CHART_COLUMNS, chart=kind, plan=plan))
+                for row in rows:
+                    writer.write_row(row)
+                writer.end_section(len(rows), False)
+            writer.finish(META, "charts")
+
+        return run
+
+    request = charts.ChartRequest("line", "Revenue", CHART_COLUMNS, rows, "day", "region", ("revenue",), "de-DE")
+    charts.warm_up()
+    t = medians(
+        {
+            "4 charted widgets": dashboard(True),
+            "4 table widgets": dashboard(False),
+            "one line chart SVG": lambda: [charts.to_svg(spec) for spec in charts.build_specs(request)],
+            "one line chart PNG": lambda: [charts.to_png(spec) for spec in charts.build_specs(request)],
+        },
+        args.pdf_repeat,
+    )
+    per_chart = (t["4 charted widgets"] - t["4 table widgets"]) / len(plans)
+    print(f"\ncharts ({len(rows)} rows each, 4 widgets, median of {args.pdf_repeat}; CPU s of this process,")
+    print("  the chart engine's own threads are not counted, so the wall time is printed too)")
+    for name, seconds in t.items():
+        print(f"  {name:<26}{seconds:>7.2f} CPU s")
+    wall = time.perf_counter()
+    dashboard(True)()
+    charted_wall = time.perf_counter() - wall
+    wall = time.perf_counter()
+    dashboard(False)()
+    table_wall = time.perf_counter() - wall
+    print(f"  added per chart: {per_chart:.2f} CPU s, {(charted_wall - table_wall) / len(plans):.2f} s wall")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
@@ -422,7 +489,7 @@ def main() -> None:
     parser.add_argument("--pdf-repeat", type=int, default=3)
     parser.add_argument("--baseline", help="git revision whose writers run alongside (before/after)")
     parser.add_argument("--pdf-variants", action="store_true", help="time one-at-a-time changes to the PDF layout")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,pdf,memory")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,charts,pdf,memory")
     parser.add_argument("--memory-sizes", default="10000,100000,1000000")
     parser.add_argument("--memory-child", type=int)
     args = parser.parse_args()
@@ -438,6 +505,8 @@ def main() -> None:
         baseline = load_baseline(args.baseline, Path(tmp)) if args.baseline else None
         if "throughput" not in skip:
             throughput(args, workdir, baseline)
+        if "charts" not in skip:
+            chart_cost(args, workdir)
         if "pdf" not in skip:
             pdf(args, workdir, baseline)
 

@@ -16,6 +16,7 @@ spelled or the order is the locale's only one, so no reader mistakes 11/12 for 1
 from __future__ import annotations
 
 import copy
+import dataclasses
 import decimal
 import re
 from contextlib import AbstractContextManager
@@ -333,3 +334,23 @@ def excel_format(fmt: str | None, locale: str, *, column_type: str | None = None
         return _excel_currency(_places_code(0), code, locale) if spec.currency else _places_code(0)
     places = babel_numbers.get_currency_precision(code) if spec.places is None else spec.places
     return _excel_currency(_places_code(places), code, locale)
+
+
+def settle_columns(columns: list[ColumnInfo], first_row: tuple | None) -> list[ColumnInfo]:
+    """Columns with no declared type or format (raw SQL on SQLite) take a number format from the first row.
+
+    A column of floats (sums of amounts) reads with two decimals throughout (`1,069.40`, `3,804.00`),
+    not as each value happens to print (`1,069.4`, `3804`). Declared columns are left as they are.
+    """
+    if not first_row:
+        return columns
+    settled = []
+    for index, column in enumerate(columns):
+        value = first_row[index] if index < len(first_row) else None
+        untyped = column.format is None and column.type not in (*NUMERIC_TYPES, "date", "datetime", "boolean")
+        if untyped and isinstance(value, float):
+            column = dataclasses.replace(column, type="decimal", format="decimal")
+        elif untyped and isinstance(value, int) and not isinstance(value, bool):
+            column = dataclasses.replace(column, type="integer")
+        settled.append(column)
+    return settled

@@ -100,6 +100,8 @@ class SummaryCollector:
 
     def write_row(self, row: tuple) -> None:
         current = self._current
+        if not current.preview and not current.raw:  # untyped columns (raw SQL): the first row decides
+            current.columns = formats.settle_columns(current.columns, row)
         if len(current.preview) < PREVIEW_ROWS:
             current.preview.append(
                 [self._cell(value, column) for value, column in zip(row, current.columns, strict=False)]

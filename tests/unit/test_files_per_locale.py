@@ -106,3 +106,25 @@ def test_the_summary_keeps_every_widget_with_its_true_row_count_formatted_rows_a
     [line] = daily["charts"]
     assert line["encoding"]["color"]["field"] == "series", "one line per region"
     assert daily["chart_alt"]
+
+
+def test_untyped_raw_sql_amounts_read_with_the_same_decimals_in_every_file(tmp_path):
+    columns = [ColumnInfo("region"), ColumnInfo("amount")]  # raw SQL on SQLite: no declared types
+    rows = [("EMEA", 1069.4), ("APAC", 3804.0)]
+    pdf = PdfWriter(tmp_path, timezone="UTC", locale="en-US")
+    xlsx = XlsxWriter(tmp_path, timezone="UTC", locale="en-US")
+    collector = SummaryCollector(locale="en-US", timezone="UTC")
+    for writer in (pdf, xlsx):
+        writer.begin_section(Section("Raw", columns))
+    collector.begin_section("Raw", columns, ChartPlan(), ())
+    for row in rows:
+        for writer in (pdf, xlsx, collector):
+            writer.write_row(row)
+    for writer in (pdf, xlsx, collector):
+        writer.end_section(2, False)
+    text = squash("".join(p.extract_text() for p in PdfReader(pdf.finish(META, "raw").path).pages))
+    assert "EMEA1,069.40" in text and "APAC3,804.00" in text
+    sheet = openpyxl.load_workbook(xlsx.finish(META, "raw").path)["Raw"]
+    assert sheet["B2"].number_format == sheet["B3"].number_format == "#,##0.00"
+    [section] = collector.summary()["sections"]
+    assert [r[1] for r in section["rows"]] == ["1,069.40", "3,804.00"] and section["align"][1] == "right"

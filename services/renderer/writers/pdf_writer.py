@@ -57,6 +57,7 @@ class _PdfSection:
     section: Section
     rows: list[list[str]] = field(default_factory=list)
     raw: list[tuple] = field(default_factory=list)  # first rows, as values, for the chart
+    columns: list = field(default_factory=list)  # the section's columns, settled by the first row
     lengths: list[int] = field(default_factory=list)
     numeric: list[bool] = field(default_factory=list)
     row_count: int = 0
@@ -103,7 +104,9 @@ class PdfWriter:
             current.raw.append(row)
         if len(current.rows) >= self.max_rows:
             return
-        columns, lengths, numeric = current.section.columns, current.lengths, current.numeric
+        if not current.rows:  # untyped columns (raw SQL): the first row decides how numbers read
+            current.columns = formats.settle_columns(current.section.columns, row)
+        columns, lengths, numeric = current.columns, current.lengths, current.numeric
         locale, zone = self.locale, self.timezone
         cells = []
         for index in range(len(lengths)):

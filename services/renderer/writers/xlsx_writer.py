@@ -14,6 +14,7 @@ each sheet gets `_fast_cells` in place of its `_values_to_row` (see there).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from datetime import date, datetime, time, timedelta
@@ -272,6 +273,12 @@ class XlsxWriter:
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, None
+        if pending:  # untyped columns (raw SQL): the first row decides their number format
+            settled = formats.settle_columns(self._section.columns, pending[0])
+            if settled != self._section.columns:
+                self._section = dataclasses.replace(self._section, columns=settled)
+                self._cells = _Cells(self._ws, settled, self.locale)
+                self._converters = [self._converter(i, c) for i, c in enumerate(settled)]
         self._start_sheet()
         for row in pending:
             self._append(row)
