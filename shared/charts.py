@@ -275,8 +275,16 @@ def _prepare(request: ChartRequest) -> _Prepared | None:
     numeric = {c.name for i, c in enumerate(columns) if _is_numeric(c, [r[i] for r in request.rows])}
     series = request.series if request.series in index else None
     x = request.x if request.x in index else None
+    categorical = [c.name for c in columns if c.name not in numeric]
     if x is None:
-        x = next((c.name for c in columns if c.name not in numeric and c.name != series), None)
+        # Unnamed: a line or area runs over time when the rows have a date; else the first category.
+        dated = [c.name for c in columns if c.type in ("date", "datetime") and c.name in categorical]
+        over_time = request.kind in ("line", "area") and dated
+        x = dated[0] if over_time else next((name for name in categorical if name != series), None)
+    if series is None and request.series is None and request.kind in ("line", "area", "bar"):
+        # Unnamed: another category column splits the rows into one line / bar group per value, so the
+        # rows of "revenue by day and region" never zig-zag along one line.
+        series = next((name for name in categorical if name != x), None)
     names = [m for m in request.measures if m in index and m in numeric] or (
         [] if request.measures else [c.name for c in columns if c.name in numeric and c.name not in (x, series)]
     )

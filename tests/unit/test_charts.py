@@ -121,6 +121,18 @@ def test_newest_first_dates_run_forward_on_a_temporal_axis():
     assert spec["data"]["format"]["parse"] == {"x": "utc:'%Y-%m-%d'"}
 
 
+def test_a_widget_that_names_no_fields_still_pivots_and_runs_forward_in_time():
+    columns = [C("region", "string", "Region"), C("day", "date", "Day"), C("revenue", "decimal", "Revenue")]
+    rows = [(region, day, revenue) for day, region, revenue in daily_revenue_newest_first()]
+    [spec] = build_specs(ChartRequest("line", "Daily revenue by region", columns, rows))
+
+    assert spec["encoding"]["x"]["type"] == "temporal", "a line over dated rows runs over time"
+    assert spec["encoding"]["color"]["field"] == "series", "the other category column becomes the series"
+    assert {row["series"] for row in spec["data"]["values"]} == set(REGIONS)
+    days = [row["x"] for row in spec["data"]["values"]]
+    assert days == sorted(days)
+
+
 def test_dates_typed_as_strings_by_raw_sql_still_make_a_time_axis():
     rows = [("2024-03-03", 3), ("2024-03-01", 1), ("2024-03-02", 2)]
     [spec] = build_specs(ChartRequest("line", "Raw", [C("d"), C("n", "integer")], rows))
