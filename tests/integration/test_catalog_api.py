@@ -187,6 +187,26 @@ def test_a_slow_raw_query_previews_as_a_clear_timeout(harness, people, source_id
     assert response.get_json()["code"] == "query_timeout"
 
 
+def test_a_widget_names_its_chart_fields_and_they_must_be_columns_of_its_query(people, source_id):
+    alice = people["alice"]
+    query = create_query(alice, create_entity(alice, source_id, shared=True)["id"])
+    widget = {"title": "By region", "saved_query_id": query["id"], "chart": "bar", "x": "region"}
+    good = alice.post("/api/dashboards", json={"name": "S", "widgets": [{**widget, "measures": ["revenue"]}]})
+    assert good.status_code == 201, good.get_json()
+    [saved] = good.get_json()["widgets"]
+    assert (saved["x"], saved["series"], saved["measures"]) == ("region", None, ["revenue"])
+
+    for changes, field in (
+        ({"x": "ordered_on"}, "widgets.0.x"),
+        ({"series": "region"}, "widgets.0.series"),
+        ({"measures": ["profit"]}, "widgets.0.measures"),
+        ({"chart": "pie", "measures": ["revenue", "revenue"]}, "widgets.0.measures"),
+        ({"chart": "kpi", "series": "region", "x": None}, "widgets.0.series"),
+    ):
+        bad = alice.post("/api/dashboards", json={"name": "S", "widgets": [{**widget, **changes}]})
+        assert bad.status_code == 422 and field in bad.get_json()["errors"], (changes, bad.get_json())
+
+
 def test_dashboards_keep_widget_order_and_check_their_queries(people, source_id):
     alice = people["alice"]
     entity = create_entity(alice, source_id, shared=True)
@@ -206,7 +226,7 @@ def test_dashboards_keep_widget_order_and_check_their_queries(people, source_id)
     )
     assert [w["title"] for w in updated.get_json()["widgets"]] == ["A"]
 
-    bad = alice.post("/api/dashboards", json={"name": "x", "widgets": [{**widgets[0], "chart": "donut"}]})
+    bad = alice.post("/api/dashboards", json={"name": "x", "widgets": [{**widgets[0], "chart": "sunburst"}]})
     assert bad.status_code == 422
     # Bob sees the shared dashboard but cannot use Alice's private queries in his own.
     bob = people["bob"]
