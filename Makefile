@@ -21,7 +21,7 @@ run: install
 
 ## Makes sure PostgreSQL and RabbitMQ are up (starting or installing them), then runs every test.
 test: install services
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit

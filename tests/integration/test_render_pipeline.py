@@ -188,6 +188,6 @@ def test_a_big_report_streams_through_the_renderer_with_flat_memory(
 
     pdf = PdfReader(io.BytesIO(files["pdf"][1]))
     text = "".join(ch for ch in pdf.pages[0].extract_text() if not ch.isspace() and ch != "\x00")
-    assert "Showingthefirst200of200,000rows.ThefulldataisintheXLSXorCSVattachment." in text
+    assert "Showingthefirst200of200,000rows.ThefulldataisintheXLSX/CSVattachment." in text
     assert os.path.isdir(env["BIAPP_ARTIFACT_STORE"].split(":", 1)[1])
     assert uuid.UUID(body["id"]) == execution_id
