@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+PORT   ?= 8000
 
 .PHONY: install run test test-unit chaos lint format bench gallery services clean
 
@@ -15,9 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Runs the whole system in one process on SQLite with demo data.
+## Runs the whole system in one process on SQLite with demo data: `make run PORT=8080` for another port.
 run: install
-	$(BIN)/biapp standalone --demo
+	$(BIN)/biapp standalone --demo --port $(PORT)
 
 ## Makes sure PostgreSQL and RabbitMQ are up (starting or installing them), then runs every test.
 test: install services

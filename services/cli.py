@@ -49,6 +49,11 @@ def cmd_api(args: argparse.Namespace) -> int:
         "-" if settings.log_format == "text" else "/dev/null",
         "--limit-request-line",
         "8190",
+        "--keep-alive",
+        str(settings.api_keepalive_s),
+        # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl) that every
+        # instance on the host would fight over; nothing here uses gunicornc, so there is none.
+        "--no-control-socket",
     ]
     os.execv(sys.executable, argv)  # exec: SIGTERM reaches gunicorn directly
 

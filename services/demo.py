@@ -1,4 +1,9 @@
-"""Demo data for `biapp standalone --demo`: an admin, a sales database, a semantic query and a report."""
+"""Demo data for `biapp standalone --demo`: an admin, a sales database, a catalog, a dashboard and its reports.
+
+The demo's report sends the "Sales overview" dashboard (charts) as XLSX, PDF and CSV daily at 08:00 in the
+machine's time zone; `seed_demo` says when it was just created, so the caller starts one run at once and
+the first email arrives while the person who started the demo is still looking.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import os
 import random
 import secrets
 import sqlite3
+import uuid
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import email_configs, users
+from shared.clock import machine_zone_name
 from shared.config import Settings
 from shared.db import transaction
 from shared.models import (
@@ -25,9 +33,13 @@ from shared.models import (
     ScheduledReport,
     SemanticEntity,
 )
-from shared.reports import apply_changes
+from shared.reports import apply_changes, delete_report
+from shared.storage import build_store
 
 DEMO_ADMIN = "admin@example.com"
+MAIN_REPORT = "Demo: sales overview"
+# What earlier versions seeded: a report due every minute, which flooded the outbox. Removed on the next start.
+RETIRED_REPORT = "Demo: revenue by region"
 REGIONS = ("EMEA", "North America", "LATAM", "APAC")
 PRODUCTS = ("Starter", "Team", "Business", "Enterprise")
 DEMO_DIMENSIONS = [
@@ -85,9 +97,20 @@ def point_default_mail_at(factory: sessionmaker[Session], *, smtp_host: str, smt
         config.password_encrypted = None
 
 
+@dataclass(frozen=True)
+class DemoSeed:
+    """What the demo was seeded with: the login, and the demo report (to run once now if it is new)."""
+
+    email: str
+    password: str
+    report_id: uuid.UUID
+    report_is_new: bool
+    schedule: dict
+
+
 def seed_demo(
     factory: sessionmaker[Session], settings: Settings, *, smtp_host: str, smtp_port: int, data_dir: Path
-) -> None:
+) -> DemoSeed:
     point_default_mail_at(factory, smtp_host=smtp_host, smtp_port=smtp_port)
     create_sales_database(Path(settings.sqlite_root) / "sales.db")
     password_file = data_dir / "admin_password"
@@ -139,31 +162,45 @@ def seed_demo(
             )
             session.add(query)
             session.flush()
-        report = session.execute(
-            sa.select(ScheduledReport).where(ScheduledReport.name == "Demo: revenue by region")
-        ).scalar_one_or_none()
-        if report is None:
-            report = ScheduledReport(owner_id=admin.id, is_active=True)
-            apply_changes(
-                report,
-                {
-                    "name": "Demo: revenue by region",
-                    "saved_query_id": query.id,
-                    "schedule": {"frequency": "cron", "cron": "* * * * *", "timezone": "Europe/Berlin"},
-                    "recipients": ["sales-team@example.com", "cfo@example.com"],
-                    "cc": [],
-                    "formats": ["csv"],
-                    "subject": "Revenue by region – {{date}}",
-                    "body": None,
-                    "send_if_empty": True,
-                    "is_active": True,
-                },
-                _now(),
-            )
-            session.add(report)
-        seed_dashboard(session, admin, entity)
-    print(f"Demo login: {DEMO_ADMIN} / {password}", flush=True)
-    print("The demo report runs every minute; its emails land in the outbox folder.", flush=True)
+        retire_old_demo(session, settings)
+        dashboard = seed_dashboard(session, admin, entity)
+        report, is_new = seed_main_report(session, admin, dashboard)
+        return DemoSeed(DEMO_ADMIN, password, report.id, is_new, dict(report.schedule))
+
+
+def retire_old_demo(session: Session, settings: Settings) -> None:
+    old = session.execute(sa.select(ScheduledReport).where(ScheduledReport.name == RETIRED_REPORT)).scalar_one_or_none()
+    if old is not None and (old.schedule or {}).get("cron") == "* * * * *":
+        delete_report(session, build_store(settings.artifact_store), old)
+        session.flush()
+
+
+def seed_main_report(session: Session, admin, dashboard: Dashboard) -> tuple[ScheduledReport, bool]:
+    """The demo's report: the dashboard with its charts as XLSX, PDF and CSV, daily at 08:00 local time."""
+    report = session.execute(sa.select(ScheduledReport).where(ScheduledReport.name == MAIN_REPORT)).scalar_one_or_none()
+    if report is not None:
+        return report, False
+    report = ScheduledReport(owner_id=admin.id, is_active=True)
+    apply_changes(
+        report,
+        {
+            "name": MAIN_REPORT,
+            "dashboard_id": dashboard.id,
+            "schedule": {"frequency": "daily", "time": "08:00", "timezone": machine_zone_name()},
+            "recipients": ["sales-team@example.com", "cfo@example.com"],
+            "cc": [],
+            "formats": ["xlsx", "pdf", "csv"],
+            "locale": "en-US",
+            "subject": "Sales overview – {{date}}",
+            "body": "<p>Good morning, here are the sales of the last 90 days.</p>",
+            "send_if_empty": True,
+            "is_active": True,
+        },
+        _now(),
+    )
+    session.add(report)
+    session.flush()
+    return report, True
 
 
 DASHBOARD_QUERIES = {

@@ -3,11 +3,16 @@
 SQLite under the data directory, Dramatiq's in-memory broker with in-process
 workers, a scheduler thread ticking every minute, and a local SMTP sink that stores
 every email as an .eml file under <data-dir>/outbox.
+
+The API's port is taken first: a busy one is one line and exit status 2 before anything is created,
+seeded or printed. With --demo, a new demo report runs once at once, and the demo block (console
+address, login, outbox) is printed after that run, so it is the last thing on the screen.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 import logging
 import os
@@ -15,6 +20,7 @@ import secrets
 import signal
 import socket
 import stat
+import sys
 import threading
 import time
 from email import message_from_bytes, policy
@@ -23,10 +29,11 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
 from dramatiq import Worker
-from werkzeug.serving import make_server
+from werkzeug.serving import get_sockaddr, make_server, select_address_family
 
 from services.api.app import create_app
 from services.bootstrap import SERVICES, bootstrap
+from shared.clock import SystemClock
 from shared.config import load_settings
 from shared.db import make_engine, make_session_factory
 from shared.db.migrate import upgrade
@@ -159,7 +166,92 @@ def _ticker(wiring, stop: threading.Event) -> None:
         stop.wait(60 - time.time() % 60 + 0.5)
 
 
+class PortBusyError(OSError):
+    """The API's port cannot be listened on; the message is one line for the person who chose it."""
+
+
+def claim_port(host: str, port: int) -> socket.socket:
+    """The API's listening socket, taken before anything is created, seeded or printed."""
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does: TIME_WAIT is no obstacle
+    try:
+        sock.bind(get_sockaddr(host, port, family))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror})"
+        raise PortBusyError(
+            f"biapp: port {port} on {host} {why}; start on another one with --port (make run PORT=8080)"
+        ) from None
+    return sock
+
+
+class _QuietPerConnection(logging.Filter):
+    """The SMTP sink's per-connection lines (peer, EOF, connection lost) are debug detail, not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+FIRST_RUN_WAIT_S = 30
+
+
+def start_first_run(factory, publisher, seeded):
+    """Run the new demo report once now, so its first email lands in the outbox within seconds; its id."""
+    from shared import runs, users
+
+    with factory() as session:
+        admin = users.find_by_email(session, seeded.email)
+    now = SystemClock().now()
+    return runs.run_now(factory, publisher, seeded.report_id, trigger="manual", requester=admin, now=now).id
+
+
+def announce_demo(factory, banner: str, first_run_id, stop: threading.Event) -> None:
+    """Print the demo block once the first run has ended (or after FIRST_RUN_WAIT_S), so it comes after that
+    run's log lines: the last thing on the screen is how to log in."""
+    from shared.executions import TERMINAL
+    from shared.models import ReportExecution
+
+    deadline = time.monotonic() + FIRST_RUN_WAIT_S
+    while first_run_id is not None and time.monotonic() < deadline and not stop.is_set():
+        with factory() as session:
+            execution = session.get(ReportExecution, first_run_id)
+            if execution is None or execution.status in TERMINAL:
+                break
+        stop.wait(0.25)
+    time.sleep(0.2)  # the run's last log line is written after its row is closed
+    print(banner, flush=True)
+
+
+def demo_banner(seeded, base: str, outbox: Path) -> str:
+    """The demo login as a block of its own, printed last so it is what the person sees."""
+    from services.demo import MAIN_REPORT
+
+    schedule = seeded.schedule
+    when = f"daily at {schedule['time']} ({schedule['timezone']})"
+    first = "the first run was started when the demo was seeded" if seeded.report_is_new else ""
+    lines = [
+        "",
+        "  Demo",
+        f"    console:  {base}/",
+        f"    login:    {seeded.email} / {seeded.password}",
+        f"    report:   {MAIN_REPORT} (a dashboard as XLSX, PDF and CSV), {when}",
+        f"    emails:   {outbox}" + (f" ({first})" if first else ""),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def run_standalone(*, data_dir: str, port: int, demo: bool, host: str = "127.0.0.1") -> int:
+    try:
+        listener = claim_port(host, port)
+    except PortBusyError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 2
     os.umask(PRIVATE_UMASK)  # before anything is created: files 0600, folders 0700
     root = Path(data_dir).resolve()
     prepare_environment(root, host, port)
@@ -167,6 +259,7 @@ def run_standalone(*, data_dir: str, port: int, demo: bool, host: str = "127.0.0
     from shared.logs import configure_logging
 
     configure_logging("standalone", settings.log_format, settings.log_level)
+    logging.getLogger("mail.log").addFilter(_QuietPerConnection())  # aiosmtpd's logger
     secure_data_dir(root, artifact_store=settings.artifact_store)
     upgrade(settings.database_url)
 
@@ -180,10 +273,11 @@ def run_standalone(*, data_dir: str, port: int, demo: bool, host: str = "127.0.0
 
     factory = make_session_factory(make_engine(settings.database_url))
     wiring = bootstrap(SERVICES, settings=settings, configure_logs=False, session_factory=factory)
+    seeded = None
     if demo:
         from services.demo import seed_demo
 
-        seed_demo(factory, settings, smtp_host="127.0.0.1", smtp_port=smtp_port, data_dir=root)
+        seeded = seed_demo(factory, settings, smtp_host="127.0.0.1", smtp_port=smtp_port, data_dir=root)
     else:
         from services.demo import point_default_mail_at
 
@@ -197,10 +291,19 @@ def run_standalone(*, data_dir: str, port: int, demo: bool, host: str = "127.0.0
 
     from shared.messaging import BrokerPublisher
 
-    app = create_app(settings, publisher=BrokerPublisher(wiring.broker), session_factory=factory)
-    server = make_server(host, port, app, threaded=True)
-    print(f"BIApp Reports is running on http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)", flush=True)
+    publisher = BrokerPublisher(wiring.broker)
+    app = create_app(settings, publisher=publisher, session_factory=factory)
+    server = make_server(host, port, app, threaded=True, fd=listener.fileno())
+    listener.close()  # the server holds its own copy of the socket
+    base = f"http://{host}:{port}"
+    print(f"BIApp Reports is running on {base}  (API docs: {base}/api/docs)", flush=True)
     print(f"Emails are written to {root / 'outbox'}", flush=True)
+    if seeded is not None:
+        first_run_id = start_first_run(factory, publisher, seeded) if seeded.report_is_new else None
+        banner = demo_banner(seeded, base, root / "outbox")
+        threading.Thread(
+            target=announce_demo, args=(factory, banner, first_run_id, stop), name="demo-banner", daemon=True
+        ).start()
 
     def _stop(_signum, _frame):
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -67,6 +67,9 @@ class Settings:
     org_name: str | None = None
     brand_color: str | None = None
     brand_logo: bytes | None = field(default=None, repr=False)  # the file's bytes, read once at start
+    # Longer than the idle timeout of the load balancers in front (60 s on most): the balancer, not the
+    # API, closes an idle connection, so it never sends a request on one the API has just closed.
+    api_keepalive_s: int = 75
 
     @property
     def outbound_policy(self) -> OutboundPolicy:
@@ -265,6 +268,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_ORG_NAME": ("org_name", _text, False),
     "BIAPP_BRAND_COLOR": ("brand_color", _brand_color, False),
     "BIAPP_BRAND_LOGO": ("brand_logo", _logo, False),
+    "BIAPP_API_KEEPALIVE_S": ("api_keepalive_s", _int(1, 3600), False),
 }
 
 SETTING_NAMES = tuple(_SPEC)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -35,8 +36,25 @@ def system_default(session: Session) -> EmailConfig | None:
     ).scalar_one_or_none()
 
 
+@dataclass(frozen=True)
+class EffectiveConfig:
+    """The configuration someone's reports send with, and where it comes from: own | system_default | none."""
+
+    source: str
+    config: EmailConfig | None
+
+
+def effective_for(session: Session, owner_id: uuid.UUID) -> EffectiveConfig:
+    """A user's own configuration wins; otherwise the system default; otherwise none (sending fails)."""
+    own = for_owner(session, owner_id)
+    if own is not None:
+        return EffectiveConfig("own", own)
+    default = system_default(session)
+    return EffectiveConfig("system_default", default) if default is not None else EffectiveConfig("none", None)
+
+
 def effective(session: Session, owner_id: uuid.UUID) -> EmailConfig:
-    config = for_owner(session, owner_id) or system_default(session)
+    config = effective_for(session, owner_id).config
     if config is None:
         raise SmtpConfigurationError(
             "No email configuration: set one with PUT /api/email-config (or ask an admin for a system default)."

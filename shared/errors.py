@@ -59,8 +59,14 @@ class GoneError(BIAppError):
 
 
 class TooManyRequestsError(BIAppError):
+    """Refused for now; `retry_after_s` says how long to wait (the API words it and sends Retry-After)."""
+
     status = 429
     code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_s: int = 5):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ServiceUnavailableError(BIAppError):

@@ -73,7 +73,7 @@ class ProcessGate:
     @contextmanager
     def enter(self) -> Iterator[None]:
         if not self._slots.acquire(blocking=False):
-            raise TooManyRequestsError(f"The server is already running {self.limit} previews; try again in a moment.")
+            raise TooManyRequestsError(f"The server is already running {self.limit} previews.", retry_after_s=2)
         try:
             yield
         finally:

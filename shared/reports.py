@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from shared import executions
 from shared.errors import FieldError
 from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport, User
+from shared.schedule_notes import describe_runs
 from shared.schedules import next_run, parse_schedule, upcoming
 from shared.storage import ArtifactStore
 from shared.templates import check_template
@@ -82,7 +83,7 @@ def last_executions(session: Session, report_ids: list) -> dict:
 def upcoming_runs(report: ScheduledReport, now: datetime, count: int) -> list[dict]:
     """The next `count` runs from now, in UTC and in the report's own zone (paused reports too)."""
     schedule = parse_schedule(report.schedule)
-    return [{"at_utc": run, "at_local": run.astimezone(schedule.zone)} for run in upcoming(schedule, now, count)]
+    return describe_runs(schedule, upcoming(schedule, now, count))
 
 
 def history_query(report_id, *, status=None, trigger=None, since=None, until=None) -> sa.Select:

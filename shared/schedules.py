@@ -18,6 +18,10 @@ from zoneinfo import ZoneInfo, available_timezones
 from cronsim import CronSim, CronSimError
 
 FREQUENCIES = ("daily", "weekly", "monthly", "cron")
+# A day's number is its index: 0 is Monday, as Python's date.weekday() counts (and as stored schedules do).
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+WEEKDAY_HINT = "0 (Monday) to 6 (Sunday), or mon, tue, wed, thu, fri, sat, sun"
 _SEARCH_DAYS = 800  # long enough for "31st of every month" and leap-year edges
 
 
@@ -61,10 +65,8 @@ def parse_schedule(raw: dict) -> Schedule:
     if frequency == "weekly":
         raw_days = raw.get("days_of_week") or []
         if not isinstance(raw_days, list) or not raw_days:
-            raise ScheduleError("days_of_week", "list at least one day, 0 (Monday) to 6 (Sunday)")
-        if any(not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= 6 for d in raw_days):
-            raise ScheduleError("days_of_week", "days are 0 (Monday) to 6 (Sunday)")
-        days = tuple(sorted(set(raw_days)))
+            raise ScheduleError("days_of_week", f"list at least one day: {WEEKDAY_HINT}")
+        days = tuple(sorted({weekday_number(d) for d in raw_days}))
     if frequency == "monthly":
         day_of_month = raw.get("day_of_month")
         if (
@@ -76,12 +78,27 @@ def parse_schedule(raw: dict) -> Schedule:
     if frequency == "cron":
         cron = raw.get("cron")
         if not isinstance(cron, str) or len(cron.split()) != 5:
-            raise ScheduleError("cron", "must have five fields: minute hour day-of-month month day-of-week")
+            given = (
+                f"{cron!r} has {len(cron.split())} fields" if isinstance(cron, str) else "a cron expression is required"
+            )
+            raise ScheduleError("cron", f"{given}: give five, minute hour day-of-month month day-of-week")
         try:
             CronSim(cron, datetime(2000, 1, 1))
         except CronSimError as exc:
-            raise ScheduleError("cron", f"invalid cron expression: {exc}") from None
+            raise ScheduleError("cron", f"{cron!r} is not a valid cron expression: {exc}") from None
     return Schedule(frequency, zone_name, at, days, day_of_month, cron)
+
+
+def weekday_number(value: object) -> int:
+    """A day of the week as its number, from 0-6 or a name (`mon`, `Monday`, any case); ScheduleError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6:
+        return value
+    if isinstance(value, str):
+        name = value.strip().lower()
+        for names in (WEEKDAYS, _FULL_WEEKDAYS):
+            if name in names:
+                return names.index(name)
+    raise ScheduleError("days_of_week", f"{value!r} is not a day: use {WEEKDAY_HINT}")
 
 
 def _zones() -> set[str]:

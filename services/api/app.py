@@ -10,7 +10,10 @@ from flask import Flask
 from flask_smorest import Api
 from marshmallow import Schema, fields
 
+from services.api.auth.sessions import jwt_config
+from services.api.console.views import bp as console_bp
 from services.api.destination_schemas import WebhookPayloadSchema
+from services.api.docs.views import bp as api_docs_bp
 from services.api.errors import install_error_handlers
 from services.api.limits import limiter
 from services.api.ops.views import bp as ops_bp
@@ -36,6 +39,7 @@ def _blueprints() -> list:
     from services.api.links.views import blp as links
     from services.api.reports.views import blp as reports
     from services.api.saved_queries.views import blp as saved_queries
+    from services.api.schedules.views import blp as schedules
     from services.api.semantic_entities.views import blp as semantic_entities
     from services.api.unsubscribe.views import blp as unsubscribe
     from services.api.users.views import blp as users
@@ -49,6 +53,7 @@ def _blueprints() -> list:
         dashboards,
         email_config,
         reports,
+        schedules,
         executions,
         alerts,
         links,
@@ -97,8 +102,7 @@ def create_app(
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # /api/docs is services/api/docs/ (Swagger UI from the installed package: no CDN, works offline)
         API_SPEC_OPTIONS={
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
@@ -107,7 +111,7 @@ def create_app(
         },
         JWT_SECRET_KEY=settings.secret_key,
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=settings.jwt_expires_s),
-        JWT_TOKEN_LOCATION=["headers"],
+        **jwt_config(settings),  # bearer headers, and the console's HttpOnly cookie (services/api/auth/sessions.py)
         JWT_ERROR_MESSAGE_KEY="message",
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
@@ -136,6 +140,8 @@ def create_app(
     for blueprint in _blueprints():
         api.register_blueprint(blueprint)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(api_docs_bp)
+    app.register_blueprint(console_bp)  # the web console at / (services/api/console/)
     install_request_metrics(app)
     install_error_handlers(app)
     return app

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 
 from flask import Flask, g, jsonify, request
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import BIAppError
+from services.api.limits import limiter
+from shared.errors import BIAppError, TooManyRequestsError
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +21,7 @@ log = logging.getLogger(__name__)
 # recurses once per level and fails with a RecursionError somewhere near a thousand.
 MAX_JSON_DEPTH = 64
 DATABASE_RETRY_AFTER_S = 5
+DEFAULT_RETRY_AFTER_S = 60
 
 
 def error_response(status: int, code: str, message: str, errors: dict | None = None):
@@ -25,6 +29,48 @@ def error_response(status: int, code: str, message: str, errors: dict | None = N
     if errors:
         body["errors"] = errors
     return jsonify(body), status
+
+
+def _leaves(errors, path: tuple = ()) -> list[tuple[str, str]]:
+    """(dotted field, first message) for each field an error names, nested ones included (`schedule.cron`)."""
+    if isinstance(errors, dict):
+        found = []
+        for key, value in errors.items():
+            found += _leaves(value, path if key == "_schema" else (*path, str(key)))
+        return found
+    if isinstance(errors, list | tuple):
+        first = next((item for item in errors if isinstance(item, str)), None)
+        nested = [leaf for item in errors if not isinstance(item, str) for leaf in _leaves(item, path)]
+        return ([(".".join(path), first)] if first is not None else []) + nested
+    return [(".".join(path), str(errors))]
+
+
+def invalid_fields_message(errors: dict) -> str:
+    """One line for a 422: the field and what is wrong with it, or the fields when several are wrong."""
+    leaves = _leaves(errors)
+    names = sorted({name or "body" for name, _ in leaves})
+    if len(leaves) == 1:
+        name, message = leaves[0]
+        return f"{name}: {message}" if name else message
+    return f"Invalid fields: {', '.join(names)}."
+
+
+def _retry_after_s() -> int:
+    """Whole seconds until the limit that refused this request lets the next one through (at least 1)."""
+    limit = getattr(limiter, "current_limit", None)
+    try:
+        return max(1, math.ceil(limit.window[0] - time.time())) if limit is not None else DEFAULT_RETRY_AFTER_S
+    except Exception:  # the limiter's storage is unreachable: a guess is better than no answer
+        log.debug("could not read the rate limit window", exc_info=True)
+        return DEFAULT_RETRY_AFTER_S
+
+
+def too_many_requests(message: str, seconds: int):
+    """A 429 that says, in words and in Retry-After, how many seconds to wait."""
+    unit = "second" if seconds == 1 else "seconds"
+    response, status = error_response(429, "too_many_requests", f"{message} Try again in {seconds} {unit}.")
+    response.headers["Retry-After"] = str(seconds)
+    return response, status
 
 
 def _flatten_webargs(messages: dict) -> dict:
@@ -73,6 +119,8 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(BIAppError)
     def _biapp(exc: BIAppError):
+        if isinstance(exc, TooManyRequestsError):
+            return too_many_requests(exc.message, exc.retry_after_s)
         return error_response(exc.status, exc.code, exc.message, exc.errors)
 
     @app.errorhandler(HTTPException)
@@ -80,12 +128,11 @@ def install_error_handlers(app: Flask) -> None:
         data = getattr(exc, "data", None) or {}
         if exc.code == 422 and "messages" in data:
             errors = _flatten_webargs(data["messages"])
-            fields = ", ".join(sorted(errors))
-            return error_response(422, "validation_error", f"Invalid fields: {fields}.", errors)
+            return error_response(422, "validation_error", invalid_fields_message(errors), errors)
         if exc.code == 413:
             return error_response(413, "payload_too_large", "The request body is too large.")
         if exc.code == 429:
-            return error_response(429, "too_many_requests", "Too many attempts; wait and try again.")
+            return too_many_requests("Too many attempts.", _retry_after_s())
         message = data.get("message") or exc.description or exc.name
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(exc.code or 500, code, message)

@@ -11,6 +11,9 @@ and every value of a declared query parameter, must be text the application can 
 Each offending value is reported under its field, dotted for nested values (`filters.0.value`), like the
 other validation errors. Unknown query parameters are ignored, whatever they contain.
 
+A body must be a JSON object sent as JSON, and each way of missing that says so: another content type is
+a 415, text that is not JSON a 400, JSON that is not an object (a list, a string) a 422.
+
 Validation messages are made JSON-safe as well: marshmallow keys list items by index (an int) and may
 merge a message list under `_schema` into the same dict, which no JSON encoder can sort.
 """
@@ -23,9 +26,9 @@ from collections.abc import Iterator, Mapping
 
 import flask_smorest
 import marshmallow as ma
-from flask import Flask, request
+from flask import Flask, abort, request
 from webargs import core
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from services.api.errors import error_response
 
@@ -101,10 +104,30 @@ def json_safe_messages(messages: object) -> object:
     return messages
 
 
+NOT_AN_OBJECT_MESSAGE = "The body must be a JSON object."
+
+
 class ApiParser(FlaskParser):
+    def _raw_load_json(self, req):
+        """The JSON body; a body sent as anything but JSON is a 415 that says what to send."""
+        if not is_json_request(req):
+            if req.get_data(cache=True):
+                abort(
+                    415,
+                    description=f"The body must be a JSON object sent with Content-Type: application/json "
+                    f"(this one came as {req.mimetype or 'no content type'}).",
+                )
+            return core.missing  # no body at all: the schema says which fields are missing
+        return core.parse_json(req.get_data(cache=True))
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        abort(400, description=f"The body must be a JSON object; this one is not valid JSON ({error}).")
+
     def pre_load(self, location_data, *, schema: ma.Schema, req, location: str):
         if location_data is core.missing:
             return location_data
+        if location == "json" and not isinstance(location_data, Mapping):
+            raise ma.ValidationError({"_schema": [NOT_AN_OBJECT_MESSAGE]})
         if location == "query":
             # Only declared parameters: unknown ones are ignored (EXCLUDE), whatever they contain.
             declared = _declared_query_names(schema)

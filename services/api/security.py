@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
 
+from services.api.auth.sessions import install_session_cookies
 from services.api.errors import error_response
 from services.api.runtime import db
 from shared.errors import NotFoundError, PermissionDeniedError
@@ -46,6 +47,7 @@ def install_jwt(app: Flask) -> JWTManager:
     jwt.expired_token_loader(lambda h, p: _unauthorized("Token has expired; log in again."))
     jwt.revoked_token_loader(lambda h, p: _unauthorized("Token has been revoked; log in again."))
     jwt.user_lookup_error_loader(lambda h, p: _unauthorized("Token no longer valid; log in again."))
+    install_session_cookies(app)  # the console's cookie: renewed while in use, CSRF refusals as 403
     return jwt
 
 

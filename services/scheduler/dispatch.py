@@ -81,10 +81,18 @@ def dispatch_due_reports(ctx: WorkerContext, *, now: datetime | None = None) -> 
             break
     _publish_all(ctx, dispatched)
     for run in dispatched:
-        lag = (now - run.scheduled_for).total_seconds()
+        # A run claimed ahead of time (LOOKAHEAD) is not late: it starts on the second, after delay_ms.
+        lag = max(0.0, (now - run.scheduled_for).total_seconds())
         extra = {"report_id": str(run.report_id), "execution_id": str(run.execution_id), "lag_s": round(lag, 3)}
         if lag > LATE_AFTER.total_seconds():
             log.warning("report was due %ds ago; running it once now", lag, extra=extra)
+        elif run.delay_ms:
+            log.info(
+                "queued run scheduled for %s (starts in %.0fs)",
+                run.scheduled_for.isoformat(),
+                run.delay_ms / 1000,
+                extra=extra,
+            )
         else:
             log.info("queued run scheduled for %s", run.scheduled_for.isoformat(), extra=extra)
     if dispatched:

@@ -8,6 +8,7 @@ from services.api import destinations as destinations_api
 from services.api.alerts.schemas import AlertEventSchema, AlertSchema, EvaluateAcceptedSchema, EventArgs
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.parsing import Blueprint
+from services.api.patching import patch_schema, patched_with_destinations
 from services.api.runtime import db, runtime
 from services.api.security import get_owned, login_required, me, only_visible
 from shared import alerts, reports
@@ -60,8 +61,24 @@ def get_alert(alert_id):
 @blp.arguments(AlertSchema)
 @blp.response(200, AlertSchema)
 def update_alert(data, alert_id):
-    session = db()
+    return _update(_get(alert_id, writable=True), data)
+
+
+@blp.route("/<uuid:alert_id>", methods=["PATCH"])
+@login_required()
+@blp.arguments(patch_schema(AlertSchema))
+@blp.response(200, AlertSchema)
+def patch_alert(patch, alert_id):
+    """Change only the fields given, by PUT's rules.
+
+    `{"is_active": false}` pauses the alert; `condition` and `schedule`, when given, are replaced whole.
+    """
     alert = _get(alert_id, writable=True)
+    return _update(alert, patched_with_destinations(AlertSchema(), alert, patch))
+
+
+def _update(alert: Alert, data: dict) -> Alert:
+    session = db()
     reports.check_source(session, me(), data)
     if data["condition"] != alert.condition:
         # A new condition starts from "unknown": its first true answer is news.

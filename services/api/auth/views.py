@@ -1,13 +1,15 @@
-"""Login, logout, who am I, password change and (optional) self-signup."""
+"""Login, logout, who am I, password change and (optional) self-signup; the console's cookie session."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
 
-from flask import request
-from flask_jwt_extended import create_access_token, get_jwt
+from flask import after_this_request, request
+from flask_jwt_extended import get_jwt, get_jwt_request_location, verify_jwt_in_request
+from flask_jwt_extended.exceptions import CSRFError, JWTExtendedException
 from flask_limiter.util import get_remote_address
+from jwt import PyJWTError
 
 from services.api.auth.schemas import (
     LoginSchema,
@@ -16,6 +18,7 @@ from services.api.auth.schemas import (
     TokenSchema,
     UserSchema,
 )
+from services.api.auth.sessions import access_token_for, clear_session_cookies, set_session_cookies
 from services.api.limits import limiter
 from services.api.parsing import Blueprint, text_problem
 from services.api.runtime import db, runtime
@@ -55,11 +58,10 @@ def _failed(response) -> bool:
 
 
 def _issue_token(user) -> dict:
-    settings = runtime().settings
-    # "pwv": a password change bumps the user's version, so every token issued before it is refused.
-    claims = {"role": user.role, "pwv": user.password_version}
-    token = create_access_token(identity=str(user.id), additional_claims=claims)
-    return {"access_token": token, "token_type": "Bearer", "expires_in": settings.jwt_expires_s}
+    token = access_token_for(user)
+    if get_jwt_request_location() == "cookies":  # the console changed its password: its cookie follows
+        after_this_request(lambda response: set_session_cookies(response, token))
+    return {"access_token": token, "token_type": "Bearer", "expires_in": runtime().settings.jwt_expires_s}
 
 
 @blp.route("/login", methods=["POST"])
@@ -78,15 +80,66 @@ def login(body):
     return _issue_token(user)
 
 
-@blp.route("/logout", methods=["POST"])
-@login_required()
-@blp.response(204)
-def logout():
-    """Revoke the token used for this request."""
+def _revoke_current_token() -> None:
     claims = get_jwt()
     session = db()
     users.revoke_token(session, jti=claims["jti"], expires_at=datetime.fromtimestamp(claims["exp"], UTC))
     session.commit()
+
+
+@blp.route("/logout", methods=["POST"])
+@login_required()
+@blp.response(204)
+def logout():
+    """Revoke the token used for this request (a bearer token, or the console's session cookie)."""
+    _revoke_current_token()
+    if get_jwt_request_location() == "cookies":
+        after_this_request(clear_session_cookies)
+
+
+_SESSION_COOKIES = {
+    "Set-Cookie": {
+        "description": "biapp_session (the token: HttpOnly, SameSite=Lax, Path=/api/, Secure over https) and "
+        "biapp_csrf (readable: send its value as X-CSRF-TOKEN on POST, PUT, PATCH and DELETE)",
+        "schema": {"type": "string"},
+    }
+}
+
+
+@blp.route("/session", methods=["POST"])
+@limiter.limit(lambda: runtime().settings.login_address_rate_limit, key_func=_address_key, deduct_when=_failed)
+@limiter.limit(lambda: runtime().settings.login_rate_limit, key_func=_pair_key, deduct_when=_failed)
+@blp.arguments(LoginSchema)
+@blp.response(200, UserSchema, headers=_SESSION_COOKIES)
+def open_session(body):
+    """Log in for a browser (the web console): the token goes into an HttpOnly cookie, never into the body.
+
+    The same rate limits as /login apply. Integrators keep using /login and a bearer token.
+    """
+    session = db()
+    user = users.authenticate(session, body["email"], body["password"])
+    session.commit()
+    token = access_token_for(user)
+    after_this_request(lambda response: set_session_cookies(response, token))
+    return user
+
+
+@blp.route("/session", methods=["DELETE"])
+@blp.response(204)
+def close_session():
+    """Log out of the browser session: its token is revoked and both cookies are removed.
+
+    Needs X-CSRF-TOKEN like any other change; a session that has already ended just loses its cookies.
+    """
+    try:
+        verify_jwt_in_request(locations=["cookies"])
+    except CSRFError:
+        raise
+    except (JWTExtendedException, PyJWTError):
+        pass  # no cookie, or its token expired, was revoked or belongs to a removed user: nothing to revoke
+    else:
+        _revoke_current_token()
+    after_this_request(clear_session_cookies)
 
 
 @blp.route("/me", methods=["GET"])

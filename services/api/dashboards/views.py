@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.parsing import Blueprint
+from services.api.patching import patch_schema, patched
 from services.api.runtime import db
 from services.api.security import get_owned, login_required, me, only_visible, visible_to
 from shared.errors import ConflictError, ValidationFailedError
@@ -143,6 +144,21 @@ def read_dashboard(dashboard_id):
 def update_dashboard(data, dashboard_id):
     dashboard = get_owned(Dashboard, dashboard_id, writable=True, what="dashboard")
     _apply(dashboard, data)
+    db().commit()
+    return dashboard
+
+
+@blp.route("/<uuid:dashboard_id>", methods=["PATCH"])
+@login_required("admin", "analyst")
+@blp.arguments(patch_schema(DashboardSchema))
+@blp.response(200, DashboardSchema)
+def patch_dashboard(patch, dashboard_id):
+    """Change only the fields given, by PUT's rules.
+
+    `widgets`, when given, is the whole ordered list.
+    """
+    dashboard = get_owned(Dashboard, dashboard_id, writable=True, what="dashboard")
+    _apply(dashboard, patched(DashboardSchema(), dashboard, patch))
     db().commit()
     return dashboard
 

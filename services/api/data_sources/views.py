@@ -17,6 +17,7 @@ from pymysql.charset import charset_by_name
 from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.parsing import Blueprint, text_problem
+from services.api.patching import patch_schema, patched
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
 from shared.errors import ConflictError, FieldError, NotFoundError
@@ -214,7 +215,23 @@ def read_source(source_id):
 @blp.arguments(DataSourceSchema)
 @blp.response(200, DataSourceSchema)
 def update_source(data, source_id):
+    return _update(get_source(source_id), data)
+
+
+@blp.route("/<uuid:source_id>", methods=["PATCH"])
+@login_required("admin")
+@blp.arguments(patch_schema(DataSourceSchema))
+@blp.response(200, DataSourceSchema)
+def patch_source(patch, source_id):
+    """Change only the fields given, by PUT's rules.
+
+    The stored password stays unless host, port or user name change without it.
+    """
     source = get_source(source_id)
+    return _update(source, patched(DataSourceSchema(), source, patch))
+
+
+def _update(source: DataSource, data: dict) -> DataSource:
     _apply(source, data)
     db().commit()
     # Pooled connections of the old definition go now, not at the next run.

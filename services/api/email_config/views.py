@@ -1,5 +1,9 @@
 """SMTP settings: your own (default) or the system-wide default (?scope=system, admin).
 
+`GET` answers the settings that will actually send your reports, yours or else the system default, and
+says which in `source` (`own`, `system_default` or `none`); a non-admin sees the system default's sender,
+never its server or login.
+
 The password is write-only: it is encrypted on the way in and never answered.
 `POST …/test` tries a configuration (the saved one, or one in the body before
 saving it) and answers `ok` plus a precise `reason` when it fails.
@@ -11,6 +15,7 @@ from marshmallow import Schema, fields, validate
 
 from services.api.limits import limiter
 from services.api.parsing import Blueprint
+from services.api.patching import patch_schema, patched
 from services.api.runtime import db, runtime
 from services.api.security import login_required, me
 from shared import email_configs
@@ -47,11 +52,70 @@ class EmailConfigSchema(Schema):
     reply_to = fields.Email(allow_none=True, load_default=None)
     updated_at = fields.DateTime(dump_only=True)
 
+    source = fields.Method(
+        "_source", dump_only=True, metadata={"description": "own | system_default: whose settings these are"}
+    )
+
     def _scope(self, config) -> str:
         return "system" if config.owner_id is None else "user"
 
+    def _source(self, config) -> str:
+        return "system_default" if config.owner_id is None else "own"
+
     def _has_password(self, config) -> bool:
         return bool(config.password_encrypted)
+
+
+class EffectiveEmailConfigSchema(Schema):
+    """The configuration that sends your reports, and where it comes from (never a password)."""
+
+    source = fields.String(
+        metadata={
+            "enum": ["own", "system_default", "none"],
+            "description": "own: yours; system_default: the admin-set default (you have none of your own); "
+            "none: nothing is set, so reports cannot be emailed",
+        }
+    )
+    scope = fields.String(allow_none=True, metadata={"description": "user | system: the record shown"})
+    id = fields.UUID(allow_none=True)
+    host = fields.String(allow_none=True, metadata={"description": "the system default's server: admins only"})
+    port = fields.Integer(allow_none=True)
+    security = fields.String(allow_none=True)
+    username = fields.String(allow_none=True)
+    has_password = fields.Boolean(allow_none=True)
+    from_address = fields.String(allow_none=True)
+    from_name = fields.String(allow_none=True)
+    reply_to = fields.String(allow_none=True)
+    updated_at = fields.DateTime(allow_none=True)
+    note = fields.String(metadata={"description": "what this means for your reports, in words"})
+
+
+_SERVER_FIELDS = ("host", "port", "security", "username", "has_password")
+_NOTES = {
+    "own": "Your reports are sent with your own settings.",
+    "system_default": "You have no settings of your own: your reports are sent with the system default an admin set.",
+    "none": "No email settings: save yours with PUT /api/email-config (or ask an admin for a system default); "
+    "until then reports cannot be emailed.",
+}
+
+
+def _described(found: email_configs.EffectiveConfig) -> dict:
+    """The effective configuration as answered: a non-admin sees the system default's sender, not its server."""
+    body = dict.fromkeys(EffectiveEmailConfigSchema().fields) | {"source": found.source, "note": _NOTES[found.source]}
+    config = found.config
+    if config is None:
+        return body
+    body.update(
+        {name: getattr(config, name) for name in ("id", "host", "port", "security", "username", "updated_at")},
+        scope="system" if config.owner_id is None else "user",
+        has_password=bool(config.password_encrypted),
+        from_address=config.from_address,
+        from_name=config.from_name,
+        reply_to=config.reply_to,
+    )
+    if found.source == "system_default" and me().role != "admin":
+        body.update(dict.fromkeys((*_SERVER_FIELDS, "id"), None))
+    return body
 
 
 class PresetSchema(Schema):
@@ -126,12 +190,29 @@ def _find(scope: str) -> EmailConfig | None:
 @blp.route("", methods=["GET"])
 @login_required()
 @blp.arguments(ScopeArgs, location="query")
-@blp.response(200, EmailConfigSchema)
+@blp.response(200, EffectiveEmailConfigSchema)
 def get_config(args):
+    """The settings your reports are sent with: yours, else the system default (`source` says which).
+
+    `?scope=system` (admins) shows the system default itself. Passwords are never answered.
+    """
     _owner(args["scope"])
-    config = _find(args["scope"])
+    if args["scope"] == "system":
+        config = _find("system")
+        found = email_configs.EffectiveConfig("system_default" if config else "none", config)
+    else:
+        found = email_configs.effective_for(db(), me().id)
+    return _described(found)
+
+
+def _save(scope: str, config: EmailConfig | None, data: dict) -> EmailConfig:
+    owner = _owner(scope)
+    _check_destination(data["host"], data["port"], _outbound(scope))
     if config is None:
-        raise NotFoundError("No email configuration yet.")
+        config = EmailConfig(owner_id=owner, is_system_default=owner is None)
+        db().add(config)
+    bound_secrets.apply_secret(config, data, runtime().secrets)
+    db().commit()
     return config
 
 
@@ -142,16 +223,25 @@ def get_config(args):
 @blp.response(200, EmailConfigSchema)
 def put_config(args, data):
     """Save the settings; without `password`, a changed host, port or user name clears the stored one."""
-    owner = _owner(args["scope"])
-    _check_destination(data["host"], data["port"], _outbound(args["scope"]))
-    session = db()
+    _owner(args["scope"])
+    return _save(args["scope"], _find(args["scope"]), data)
+
+
+@blp.route("", methods=["PATCH"])
+@login_required()
+@blp.arguments(ScopeArgs, location="query")
+@blp.arguments(patch_schema(EmailConfigSchema))
+@blp.response(200, EmailConfigSchema)
+def patch_config(args, patch):
+    """Change only the fields given, by PUT's rules.
+
+    The stored password stays unless host, port or user name change without it. 404 before any PUT.
+    """
+    _owner(args["scope"])
     config = _find(args["scope"])
     if config is None:
-        config = EmailConfig(owner_id=owner, is_system_default=owner is None)
-        session.add(config)
-    bound_secrets.apply_secret(config, data, runtime().secrets)
-    session.commit()
-    return config
+        raise NotFoundError("No email configuration yet: create one with PUT.")
+    return _save(args["scope"], config, patched(EmailConfigSchema(), config, patch))
 
 
 @blp.route("", methods=["DELETE"])

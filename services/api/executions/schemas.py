@@ -1,3 +1,4 @@
+from flask import url_for
 from marshmallow import Schema, fields
 
 from shared.destinations import ICONS
@@ -42,6 +43,13 @@ class ArtifactSchema(Schema):
     sha256 = fields.String()
     expires_at = fields.DateTime()
     purged_at = fields.DateTime(allow_none=True)
+    download_url = fields.Method(
+        "_download_url",
+        metadata={"description": "where to GET the file on this API, with the same bearer token (410 once expired)"},
+    )
+
+    def _download_url(self, artifact) -> str:
+        return url_for("executions.download_artifact", execution_id=artifact.execution_id, artifact_id=artifact.id)
 
 
 class ExecutionSchema(Schema):

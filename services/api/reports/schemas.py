@@ -15,15 +15,29 @@ from services.api.destination_schemas import (  # noqa: F401 (alerts import thes
 from services.api.pagination import PageArgs
 from shared import formats
 from shared.models.reports import CSV_SEPARATORS, EXECUTION_STATES, FORMATS, TRIGGERS
-from shared.schedules import ScheduleError, parse_schedule
+from shared.schedules import WEEKDAY_HINT, ScheduleError, parse_schedule, weekday_number
 
 MAX_NEXT_RUNS = 366
+
+
+class Weekday(fields.Field):
+    """A day of the week: its number (0 = Monday … 6 = Sunday), or `mon` … `sun` in any case; stored as the number."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> int:
+        try:
+            return weekday_number(value)
+        except ScheduleError as exc:
+            raise ValidationError(exc.message) from None
 
 
 class ScheduleSchema(Schema):
     frequency = fields.String(required=True, validate=validate.OneOf(("daily", "weekly", "monthly", "cron")))
     time = fields.String(load_default="09:00")
-    days_of_week = fields.List(fields.Integer(), load_default=list)
+    days_of_week = fields.List(
+        Weekday(metadata={"oneOf": [{"type": "integer", "minimum": 0, "maximum": 6}, {"type": "string"}]}),
+        load_default=list,
+        metadata={"description": f"weekly: the days, {WEEKDAY_HINT} (any case); answered as numbers"},
+    )
     day_of_month = fields.Integer(allow_none=True, load_default=None)
     cron = fields.String(allow_none=True, load_default=None)
     timezone = fields.String(load_default="UTC")
@@ -181,3 +195,8 @@ class NextRunsArgs(Schema):
 class NextRunSchema(Schema):
     at_utc = fields.DateTime()
     at_local = fields.DateTime()
+    dst = fields.String(
+        allow_none=True,
+        metadata={"description": "gap: the local time does not exist that day; fold: it happens twice"},
+    )
+    note = fields.String(allow_none=True, metadata={"description": "the daylight-saving adjustment in words"})

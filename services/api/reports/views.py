@@ -8,6 +8,7 @@ from services.api import destinations as destinations_api
 from services.api.executions.schemas import ExecutionSchema
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.parsing import Blueprint, text_problem
+from services.api.patching import patch_schema, patched_with_destinations
 from services.api.reports.schemas import (
     HistoryArgs,
     NextRunsArgs,
@@ -73,18 +74,35 @@ def get_report(report_id):
     return _with_summary([_get(report_id)])[0]
 
 
-@blp.route("/<uuid:report_id>", methods=["PUT"])
-@login_required()
-@blp.arguments(ReportSchema)
-@blp.response(200, ReportSchema)
-def update_report(data, report_id):
+def _update(report: ScheduledReport, data: dict) -> ScheduledReport:
     session = db()
-    report = _get(report_id, writable=True)
     reports.check_source(session, me(), data)
     destinations_api.apply(report, data)
     reports.update_report(session, report, data, runtime().clock.now())
     session.commit()
     return _with_summary([report])[0]
+
+
+@blp.route("/<uuid:report_id>", methods=["PUT"])
+@login_required()
+@blp.arguments(ReportSchema)
+@blp.response(200, ReportSchema)
+def update_report(data, report_id):
+    return _update(_get(report_id, writable=True), data)
+
+
+@blp.route("/<uuid:report_id>", methods=["PATCH"])
+@login_required()
+@blp.arguments(patch_schema(ReportSchema))
+@blp.response(200, ReportSchema)
+def patch_report(patch, report_id):
+    """Change only the fields given, by PUT's rules.
+
+    `{"is_active": false}` pauses the report and cancels its scheduled runs not yet started; `recipients`
+    or `cc` replace only the email destinations of that role; a nested object (`schedule`) is replaced whole.
+    """
+    report = _get(report_id, writable=True)
+    return _update(report, patched_with_destinations(ReportSchema(), report, patch))
 
 
 @blp.route("/<uuid:report_id>", methods=["DELETE"])

@@ -18,6 +18,7 @@ from marshmallow import Schema, ValidationError, fields, pre_dump, validate, val
 from services.api.data_sources.access import source_engines
 from services.api.pagination import PageArgs, page_schema, paginate
 from services.api.parsing import Blueprint
+from services.api.patching import patch_schema, patched
 from services.api.runtime import close_db, db, runtime
 from services.api.security import get_owned, login_required, me, only_visible, visible_to
 from shared.errors import FieldError, PermissionDeniedError, QueryRejectedError, ValidationFailedError
@@ -176,6 +177,21 @@ def read_query(query_id):
 def update_query(data, query_id):
     query = _writable(query_id)
     _apply(query, data)
+    db().commit()
+    return query
+
+
+@blp.route("/<uuid:query_id>", methods=["PATCH"])
+@login_required()
+@blp.arguments(patch_schema(SavedQuerySchema))
+@blp.response(200, SavedQuerySchema)
+def patch_query(patch, query_id):
+    """Change only the fields given, by PUT's rules.
+
+    Switching between the semantic and the raw SQL form sets the other form's fields to null.
+    """
+    query = _writable(query_id)
+    _apply(query, patched(SavedQuerySchema(), query, patch))
     db().commit()
     return query
 
