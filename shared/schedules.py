@@ -53,9 +53,7 @@ def parse_schedule(raw: dict) -> Schedule:
     frequency = raw.get("frequency")
     if frequency not in FREQUENCIES:
         raise ScheduleError("frequency", f"must be one of {', '.join(FREQUENCIES)}")
-    zone_name = raw.get("timezone") or "UTC"
-    if not isinstance(zone_name, str) or zone_name not in _zones():
-        raise ScheduleError("timezone", f"unknown IANA time zone {zone_name!r}")
+    zone_name = check_zone(raw.get("timezone") or "UTC")
     at = time(9, 0)
     if frequency != "cron":
         at = _parse_time(raw.get("time"))
@@ -87,6 +85,13 @@ def parse_schedule(raw: dict) -> Schedule:
         except CronSimError as exc:
             raise ScheduleError("cron", f"{cron!r} is not a valid cron expression: {exc}") from None
     return Schedule(frequency, zone_name, at, days, day_of_month, cron)
+
+
+def check_zone(name: object) -> str:
+    """An IANA time zone name as given; ScheduleError("timezone") for anything else."""
+    if not isinstance(name, str) or name not in _zones():
+        raise ScheduleError("timezone", f"unknown IANA time zone {name!r}")
+    return name
 
 
 def weekday_number(value: object) -> int:

@@ -674,8 +674,13 @@ def check_template(source: str | None, field: str) -> None:
         render_template(source, sample, field=field)
         if field == "body":  # the mailer renders the body for its HTML part too (autoescaped)
             render_template(source, sample, field=field, html=True)
-    except TemplateLimitError as exc:
-        raise FieldError(field, exc.message) from None
     except PermanentError as exc:
-        allowed = ", ".join(TEMPLATE_VARIABLES)
-        raise FieldError(field, f"{exc.message} Available variables: {allowed}.") from None
+        raise template_field_error(exc, field) from None
+
+
+def template_field_error(exc: PermanentError, field: str) -> FieldError:
+    """The 422 of a template that failed: the sandbox's message, with the variables unless a limit was hit."""
+    if isinstance(exc, TemplateLimitError):
+        return FieldError(field, exc.message)
+    allowed = ", ".join(TEMPLATE_VARIABLES)
+    return FieldError(field, f"{exc.message} Available variables: {allowed}.")

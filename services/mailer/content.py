@@ -30,7 +30,13 @@ log = logging.getLogger(__name__)
 
 
 def report_url(ctx: WorkerContext, report_id) -> str:
-    return f"{ctx.settings.public_url}/api/scheduled-reports/{report_id}"
+    """The report's page in the web console (its schedule, history and files; sign-in first if needed)."""
+    return f"{ctx.settings.public_url}/#/reports/{report_id}"
+
+
+def run_url(ctx: WorkerContext, execution_id) -> str:
+    """One run's page in the web console: its timeline, the error in words, every delivery."""
+    return f"{ctx.settings.public_url}/#/executions/{execution_id}"
 
 
 def file_links(ctx: WorkerContext, artifacts: list[Artifact]) -> list[FileLink]:
@@ -152,7 +158,7 @@ def failure_notification(ctx: WorkerContext, execution: ReportExecution, report:
         scheduled_for=execution.scheduled_for,
         started_at=execution.started_at,
         finished_at=execution.finished_at,
-        open_url=report_url(ctx, report.id),
+        open_url=run_url(ctx, execution.id),
         error=execution.error or "The run failed.",
     )
 
@@ -235,7 +241,7 @@ def alert_notification(ctx: WorkerContext, alert: Alert, event: AlertEvent, subj
         started_at=event.evaluated_at,
         finished_at=event.evaluated_at,
         row_count=event.row_count,
-        open_url=f"{ctx.settings.public_url}/api/alerts/{alert.id}/events",
+        open_url=f"{ctx.settings.public_url}/#/alerts/{alert.id}",
         error=event.error,
         facts=(
             ("Condition", alerts.describe(condition)),

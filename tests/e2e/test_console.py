@@ -1,9 +1,10 @@
 """The web console in a real browser: Debian's Chromium driven by Playwright against `biapp standalone`.
 
-An admin builds a report from nothing (data source, catalog entity, semantic query), sees its next runs,
-runs it, watches it succeed, downloads the emailed file from the history and pauses it; a viewer finds
-no admin page. Every page visited is scanned with axe-core (bundled by axe-playwright-python) and must
-have no serious or critical violation; the Content-Security-Policy must block nothing the console does.
+An admin builds a report from nothing (data source, catalog entity, semantic query), sees its next runs
+and its message previewed, runs it, watches it succeed, downloads the emailed file from the history and
+pauses it; a viewer finds no admin page. Every page visited is scanned with axe-core (bundled by
+axe-playwright-python) and must have no serious or critical violation; the Content-Security-Policy must
+block nothing the console does.
 
 Chromium comes from the system (`apt-get install chromium`, scripts/ensure_system_packages.sh): no
 browser is ever downloaded. Without it, or without Playwright, these tests skip (and fail under CI).
@@ -221,7 +222,16 @@ def test_an_admin_builds_runs_downloads_and_pauses_a_report(server, browser):
     expect(upcoming.first).to_contain_text("07:30")
     page.get_by_label("To", exact=True).fill("team@example.com")
     page.get_by_role("checkbox", name="CSV", exact=True).check()
+    page.get_by_label("Subject").fill("Revenue {{ dat }}")
+    expect(page.get_by_label("Subject")).to_have_attribute("aria-invalid", "true")  # marked as a save would
+    expect(page.locator(".field-error:visible")).to_contain_text("'dat' is undefined")
     page.get_by_label("Subject").fill("Revenue {{date}}")
+    expect(page.get_by_label("Subject")).not_to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Text above the data").fill("Rows: <b>{{ row_count }}</b><script>no()</script>")
+    message = page.get_by_role("region", name="Preview of the message")  # rendered by the API, sample values
+    expect(message.locator(".preview-subject")).to_have_text(re.compile(r"^Revenue \d{4}-\d{2}-\d{2}$"))
+    expect(message.locator(".preview-body")).to_have_text("Rows: 1234")
+    expect(message.locator(".preview-body b")).to_have_count(1)
     console.scan("report editor")
     page.get_by_role("button", name="Create report").click()
     console.expect_heading("Weekly revenue")

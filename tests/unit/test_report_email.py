@@ -210,7 +210,7 @@ def test_filters_are_listed_in_words(german):
 
 def test_open_report_and_download_links_use_the_public_url(german):
     text, html = _parts(_copy(german))
-    open_url = f"{PUBLIC}/api/scheduled-reports/{german.report.id}"
+    open_url = f"{PUBLIC}/#/reports/{german.report.id}"
     assert f"Bericht öffnen: {open_url}" in text and f'href="{open_url}"' in html
     links = re.findall(rf"{re.escape(PUBLIC)}/api/links/[\w.\-]+", text)
     assert len(links) == 2 and all(f'href="{link}"' in html for link in links)
@@ -285,7 +285,7 @@ def _notification(sections, **overrides) -> Notification:
     values = dict(
         type=REPORT_DELIVERED, subject="S", headline="h", name="Weekly revenue", object_kind="report",
         object_id="r1", run_id="e1", status="rendered", timezone="Europe/Berlin", scheduled_for=RUN,
-        sections=sections, open_url=f"{PUBLIC}/api/scheduled-reports/r1", owner="Ana Analyst",
+        sections=sections, open_url=f"{PUBLIC}/#/reports/r1", owner="Ana Analyst",
     )  # fmt: skip
     return Notification(**{**values, **overrides})
 

@@ -13,9 +13,10 @@ from services.api.destination_schemas import (  # noqa: F401 (alerts import thes
     unique_addresses,
 )
 from services.api.pagination import PageArgs
+from services.mailer.message_preview import SAMPLE_ROW_COUNT
 from shared import formats
 from shared.models.reports import CSV_SEPARATORS, EXECUTION_STATES, FORMATS, TRIGGERS
-from shared.schedules import WEEKDAY_HINT, ScheduleError, parse_schedule, weekday_number
+from shared.schedules import WEEKDAY_HINT, ScheduleError, check_zone, parse_schedule, weekday_number
 
 MAX_NEXT_RUNS = 366
 
@@ -59,10 +60,43 @@ class ExecutionSummarySchema(Schema):
     error = fields.String(allow_none=True)
 
 
-class ReportSchema(WithDestinations):
+class MessageSchema(Schema):
+    """A report's name and message: what its email says and in which language (ReportSchema and the preview)."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    subject = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    body = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=20_000))
+    locale = fields.String(
+        load_default="en-US",
+        validate=validate.Length(min=2, max=35),
+        metadata={
+            "description": "how numbers, currencies and dates read, and the language of the email's own words "
+            "(en, de, fr, es): a BCP 47 locale such as `de-DE`"
+        },
+    )
+
+    @validates("subject")
+    def _subject(self, value, **kwargs):
+        if value and ("\r" in value or "\n" in value):
+            raise ValidationError("must be a single line")
+
+    @validates("locale")
+    def _locale(self, value, **kwargs):
+        try:
+            formats.check_locale(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    @post_load
+    def _normalise_locale(self, data, **kwargs):
+        if data.get("locale"):
+            data["locale"] = formats.check_locale(data["locale"])
+        return data
+
+
+class ReportSchema(WithDestinations, MessageSchema):
     id = fields.UUID(dump_only=True)
     owner_id = fields.UUID(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(allow_none=True)
     saved_query_id = fields.UUID(allow_none=True, load_default=None)
     dashboard_id = fields.UUID(allow_none=True, load_default=None)
@@ -76,8 +110,6 @@ class ReportSchema(WithDestinations):
     formats = fields.List(
         fields.String(validate=validate.OneOf(FORMATS)), required=True, validate=validate.Length(min=1)
     )
-    subject = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
-    body = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=20_000))
     send_if_empty = fields.Boolean(load_default=True)
     send_only_if_changed = fields.Boolean(
         load_default=False,
@@ -95,14 +127,6 @@ class ReportSchema(WithDestinations):
         validate=validate.OneOf(CSV_SEPARATORS, error="must be one of ',' ';' '|' or a tab ('\\t')"),
         metadata={"description": "the CSV field separator: `,` (default), `;`, `|` or a tab"},
     )
-    locale = fields.String(
-        load_default="en-US",
-        validate=validate.Length(min=2, max=35),
-        metadata={
-            "description": "how numbers, currencies and dates read, and the language of the email's own words "
-            "(en, de, fr, es): a BCP 47 locale such as `de-DE`"
-        },
-    )
     is_active = fields.Boolean(load_default=True)
     next_run_at = fields.DateTime(dump_only=True, allow_none=True)
     last_execution = fields.Nested(ExecutionSummarySchema, dump_only=True, allow_none=True)
@@ -116,18 +140,6 @@ class ReportSchema(WithDestinations):
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
-    @validates("subject")
-    def _subject(self, value, **kwargs):
-        if value and ("\r" in value or "\n" in value):
-            raise ValidationError("must be a single line")
-
-    @validates("locale")
-    def _locale(self, value, **kwargs):
-        try:
-            formats.check_locale(value)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-
     @validates_schema
     def _one_source(self, data, **kwargs):
         if bool(data.get("saved_query_id")) == bool(data.get("dashboard_id")):
@@ -136,8 +148,6 @@ class ReportSchema(WithDestinations):
     @post_load
     def _normalise(self, data, **kwargs):
         data["formats"] = list(dict.fromkeys(data["formats"]))
-        if data.get("locale"):
-            data["locale"] = formats.check_locale(data["locale"])
         return data
 
 
@@ -200,3 +210,35 @@ class NextRunSchema(Schema):
         metadata={"description": "gap: the local time does not exist that day; fold: it happens twice"},
     )
     note = fields.String(allow_none=True, metadata={"description": "the daylight-saving adjustment in words"})
+
+
+class MessagePreviewRequestSchema(MessageSchema):
+    timezone = fields.String(
+        load_default="UTC", metadata={"description": "the schedule's IANA time zone: `date` and `run_time` are in it"}
+    )
+
+    @validates("timezone")
+    def _timezone(self, value, **kwargs):
+        try:
+            check_zone(value)
+        except ScheduleError as exc:
+            raise ValidationError(exc.message) from None
+
+
+class MessageSampleSchema(Schema):
+    """The template variables of the preview, as the templates see them."""
+
+    report_name = fields.String()
+    date = fields.String(metadata={"description": "today in the time zone, YYYY-MM-DD"})
+    run_time = fields.String(metadata={"description": "now in the time zone, YYYY-MM-DD HH:MM and its abbreviation"})
+    row_count = fields.Integer(metadata={"description": f"always {SAMPLE_ROW_COUNT}: a preview runs no query"})
+    timezone = fields.String()
+
+
+class MessagePreviewSchema(Schema):
+    subject = fields.String(metadata={"description": "as a run sends it (one line; a test run adds `[TEST] `)"})
+    html = fields.String(
+        metadata={"description": "the body as the email shows it, sanitised (no layout around it); empty if none"}
+    )
+    text = fields.String(metadata={"description": "the body's plain-text part"})
+    sample = fields.Nested(MessageSampleSchema)

@@ -11,6 +11,8 @@ from services.api.parsing import Blueprint, text_problem
 from services.api.patching import patch_schema, patched_with_destinations
 from services.api.reports.schemas import (
     HistoryArgs,
+    MessagePreviewRequestSchema,
+    MessagePreviewSchema,
     NextRunsArgs,
     NextRunSchema,
     ReportSchema,
@@ -19,6 +21,7 @@ from services.api.reports.schemas import (
 )
 from services.api.runtime import db, runtime
 from services.api.security import get_owned, login_required, me, only_visible
+from services.mailer.message_preview import preview_message
 from shared import reports, runs, unsubscribe
 from shared.errors import NotFoundError
 from shared.models import ScheduledReport
@@ -65,6 +68,21 @@ def create_report(data):
     session.add(report)
     session.commit()
     return _with_summary([report])[0]
+
+
+@blp.route("/preview-message", methods=["POST"])
+@login_required()
+@blp.arguments(MessagePreviewRequestSchema)
+@blp.response(200, MessagePreviewSchema)
+def preview_report_message(data):
+    """A report's subject and body as given (saved or not), rendered as a run would send them, with sample values.
+
+    A template that would fail is a 422 naming `subject` or `body`, as when the report is saved. `locale` is
+    checked as a report's; the subject and body do not depend on it (their variables are not localised).
+    """
+    return preview_message(
+        data["name"], data["subject"], data["body"], timezone=data["timezone"], now=runtime().clock.now()
+    )
 
 
 @blp.route("/<uuid:report_id>", methods=["GET"])

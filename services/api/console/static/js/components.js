@@ -35,7 +35,8 @@ function zones() {
   return [...all].sort((a, b) => (a === "UTC" ? -1 : b === "UTC" ? 1 : a.localeCompare(b)));
 }
 
-function debounce(fn, ms) {
+// Calls fn once `ms` after the last of a burst of calls (typing), with that last call's arguments.
+export function debounce(fn, ms) {
   let timer = null;
   return (...args) => {
     clearTimeout(timer);

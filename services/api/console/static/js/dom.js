@@ -119,6 +119,18 @@ export function clearErrors(container) {
   }
 }
 
+// Sets one control's error place (see field()) to `messages`, or clears it when there are none; unlike
+// showErrors it leaves the rest of the form and the focus alone (for checks made while the user types).
+export function fieldMessage(control, messages = []) {
+  const slot = document.getElementById(control.dataset.errorId);
+  if (slot) {
+    slot.textContent = messages.join(" ");
+    slot.hidden = !messages.length;
+  }
+  if (messages.length) control.setAttribute("aria-invalid", "true");
+  else control.removeAttribute("aria-invalid");
+}
+
 function focusTarget(element) {
   if (element.matches("input, select, textarea, button")) return element;
   return element.querySelector("input, select, textarea, button") || element;

@@ -1,11 +1,12 @@
 // Reports: the list, one report (next runs, run now, test, pause, history) and the editor.
 import { all, del, get, patchOrPut, post, put } from "../api.js";
 import {
-  announce, busy, button, checkbox, clearErrors, field, formError, group, h, input, radio, replace, select, showErrors, table,
+  announce, busy, button, checkbox, clearErrors, field, fieldMessage, formError, group, h, input, radio, replace, select, showErrors, table,
 } from "../dom.js";
-import { PAGE_SIZE, destinationsEditor, nextRunsList, pageArgs, pager, scheduleBuilder, sectionHeading } from "../components.js";
+import { PAGE_SIZE, debounce, destinationsEditor, nextRunsList, pageArgs, pager, scheduleBuilder, sectionHeading } from "../components.js";
 import { TERMINAL, TRIGGER_WORDS, badge, duration, scheduleWords, time, viewerZone } from "../format.js";
 import { navigate, poll, setQuery } from "../router.js";
+import { sanitisedFragment } from "../safehtml.js";
 import { canWrite, session } from "../session.js";
 import { buttonLink, confirmed, localeOptions, ownerNames, ownerText, pageHead, summary } from "./shared.js";
 
@@ -246,6 +247,56 @@ const VARIABLES = [
   ["{{timezone}}", "the report's time zone"],
 ];
 
+// The subject and body as a run would send them (POST …/preview-message, with sample values), refreshed
+// 400 ms after the last change. A template the API refuses is marked on its own field, as a save marks it,
+// without moving the focus from where the user is typing.
+function messagePreview(read, subject, body) {
+  const status = h("p", { class: "muted", role: "status" }, "Preparing the preview…");
+  const subjectLine = h("dd", { class: "preview-subject" });
+  const bodyBox = h("dd", { class: "preview-body" });
+  const text = h("pre", { class: "preview-text" });
+  const parts = h("dl", { class: "message-parts" }, h("dt", {}, "Subject line"), subjectLine, h("dt", {}, "Text above the data"), bodyBox);
+  const plain = h("details", {}, h("summary", {}, "Plain-text part"), text);
+  const show = (preview) => {
+    parts.hidden = plain.hidden = !preview;
+    subjectLine.textContent = preview ? preview.subject : "";
+    replace(bodyBox, preview && (preview.html ? sanitisedFragment(preview.html) : h("span", { class: "empty" }, "None: the email starts with the data.")));
+    text.textContent = preview ? preview.text : "";
+  };
+  let asked = 0;
+  const refresh = debounce(async () => {
+    const message = read();
+    const ask = ++asked;
+    if (!message.name) {
+      show(null);
+      status.textContent = "Give the report a name to see the preview.";
+      return;
+    }
+    try {
+      const preview = await post("/api/scheduled-reports/preview-message", message);
+      if (ask !== asked) return; // a newer one is on its way
+      fieldMessage(subject);
+      fieldMessage(body);
+      show(preview);
+      const { row_count: rows, run_time: at } = preview.sample;
+      status.textContent = `With sample values: a run at ${at} that found ${rows} rows.`;
+    } catch (error) {
+      if (ask !== asked) return;
+      const fields = error.fields || {};
+      fieldMessage(subject, fields.subject);
+      fieldMessage(body, fields.body);
+      show(null);
+      const others = Object.entries(fields).filter(([key]) => key !== "subject" && key !== "body");
+      status.textContent = fields.subject || fields.body
+        ? "No preview: correct the message marked above."
+        : `No preview: ${others.length ? others.map(([key, words]) => `${key}: ${words.join(" ")}`).join("; ") : error.message}`;
+    }
+  }, 400);
+  const element = h("section", { class: "preview message-preview", "aria-label": "Preview of the message" }, h("h3", {}, "Preview"), status, parts, plain);
+  show(null);
+  return { element, refresh };
+}
+
 export async function reportEditor(main, { id }) {
   const [report, queries, dashboards] = await Promise.all([
     id ? get(`/api/scheduled-reports/${id}`) : null,
@@ -281,6 +332,20 @@ export async function reportEditor(main, { id }) {
   const subject = input({ value: r.subject || "", placeholder: "{{report_name}} for {{date}}", autocomplete: "off" });
   const body = h("textarea", { rows: 5 });
   body.value = r.body || "";
+  const messageFields = () => ({
+    name: name.value.trim(),
+    subject: subject.value.trim() || null,
+    body: body.value.trim() ? body.value : null,
+    locale: locale.value,
+  });
+  const preview = messagePreview(() => ({ ...messageFields(), timezone: schedule.read().timezone }), subject, body);
+  for (const control of [name, subject, body]) control.addEventListener("input", preview.refresh);
+  let zone = schedule.read().timezone;
+  schedule.onChange((changed) => {
+    if (changed.timezone === zone) return;
+    zone = changed.timezone;
+    preview.refresh();
+  });
   const sendIfEmpty = checkbox("Send even when the query returns no rows", { checked: r.send_if_empty !== false });
   const onlyIfChanged = checkbox("Send only when the data changed since the last delivered run", { checked: r.send_only_if_changed });
   const active = checkbox("Active (runs on its schedule)", { checked: r.is_active !== false });
@@ -302,7 +367,8 @@ export async function reportEditor(main, { id }) {
       field("Subject", subject, { name: "subject" }),
       field("Text above the data", body, { name: "body" }),
       h("p", { class: "hint" }, "Both may use these variables:"),
-      h("dl", { class: "variables" }, VARIABLES.map(([v, words]) => [h("dt", {}, v), h("dd", {}, words)]))),
+      h("dl", { class: "variables" }, VARIABLES.map(([v, words]) => [h("dt", {}, v), h("dd", {}, words)])),
+      preview.element),
     h("fieldset", {}, h("legend", {}, "Options"), h("div", { class: "choices" }, sendIfEmpty, onlyIfChanged, active)),
     h("div", { class: "form-actions" }, submit, buttonLink("Cancel", id ? `#/reports/${id}` : "#/reports", "secondary")),
   );
@@ -311,18 +377,15 @@ export async function reportEditor(main, { id }) {
     clearErrors(form);
     const dash = dashboardChoice.querySelector("input").checked;
     const payload = {
-      name: name.value.trim(),
+      ...messageFields(),
       description: description.value.trim() || null,
       saved_query_id: dash ? null : querySelect.value || null,
       dashboard_id: dash ? dashboardSelect.value || null : null,
       schedule: schedule.read(),
       destinations: destinations.read(),
       formats: formats.map((l) => l.querySelector("input")).filter((b) => b.checked).map((b) => b.value),
-      locale: locale.value,
       csv_separator: separator.value,
       csv_bom: bom.querySelector("input").checked,
-      subject: subject.value.trim() || null,
-      body: body.value.trim() ? body.value : null,
       send_if_empty: sendIfEmpty.querySelector("input").checked,
       send_only_if_changed: onlyIfChanged.querySelector("input").checked,
       is_active: active.querySelector("input").checked,
@@ -345,5 +408,6 @@ export async function reportEditor(main, { id }) {
     queries.length || dashboards.length ? null : h("p", { class: "form-error" }, "There is no saved query or dashboard yet: create a saved query first."),
     form,
   );
+  preview.refresh();
 }
 
