@@ -20,9 +20,13 @@ install: $(STAMP)
 run: install
 	$(BIN)/biapp standalone --demo --port $(PORT)
 
-## Makes sure PostgreSQL and RabbitMQ are up (starting or installing them), then runs every test.
+## Makes sure PostgreSQL and RabbitMQ are up (starting or installing them), then runs every test: two
+## workers, a test file each (every test process has its own databases and RabbitMQ vhost), then the
+## OpenAPI fuzzer alone (its per-operation cases share one test id, which pytest-xdist would fold into one).
+FUZZ := tests/integration/test_api_fuzz.py
 test: install services
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 --ignore=$(FUZZ)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(FUZZ)
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
