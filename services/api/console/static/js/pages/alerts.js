@@ -1,12 +1,12 @@
 // Alerts: a condition on a saved query, checked on a schedule; each evaluation is an event with its deliveries.
-import { all, del, get, patchOrPut, post, put } from "../api.js";
+import { all, get, patchOrPut, post, put } from "../api.js";
 import { announce, busy, button, checkbox, clearErrors, field, formError, h, input, replace, select, showErrors, table } from "../dom.js";
 import { PAGE_SIZE, destinationsEditor, nextRunsList, pageArgs, pager, scheduleBuilder, sectionHeading } from "../components.js";
 import { TRIGGER_WORDS, badge, scheduleWords, time } from "../format.js";
 import { navigate, poll, setQuery } from "../router.js";
 import { canWrite } from "../session.js";
 import { keptDestinations } from "./reports.js";
-import { buttonLink, confirmed, ownerNames, ownerText, pageHead, summary } from "./shared.js";
+import { buttonLink, deleteButton, ownerNames, ownerText, pageHead, summary } from "./shared.js";
 
 const OPS = [["gt", ">"], ["gte", "≥"], ["lt", "<"], ["lte", "≤"], ["eq", "="], ["ne", "≠"]];
 const OP_WORDS = { gt: "more than", gte: "at least", lt: "less than", lte: "at most", eq: "exactly", ne: "other than" };
@@ -130,15 +130,7 @@ export async function alertPage(main, { id }, query) {
         : null,
       writable ? buttonLink("Edit", `#/alerts/${id}/edit`, "secondary") : null,
       writable
-        ? button("Delete", async () => {
-            if (!confirmed(`Delete the alert “${alert.name}” and its history?`)) return;
-            try {
-              await del(`/api/alerts/${id}`);
-              navigate("/alerts");
-            } catch (error) {
-              announce(error.message, "bad");
-            }
-          }, { kind: "danger" })
+        ? deleteButton(`Delete the alert “${alert.name}” and its history?`, `/api/alerts/${id}`, "/alerts")
         : null,
     ),
     summary([

@@ -1,10 +1,10 @@
 // The semantic catalog (analysts and admins): entities over a table, with named dimensions and measures.
-import { all, del, get, post, put } from "../api.js";
+import { all, get, post, put } from "../api.js";
 import { announce, busy, button, checkbox, clearErrors, field, formError, h, input, replace, select, showErrors, table } from "../dom.js";
 import { pageArgs, pager } from "../components.js";
 import { navigate } from "../router.js";
 import { can, canWrite } from "../session.js";
-import { buttonLink, confirmed, pageHead } from "./shared.js";
+import { buttonLink, deleteButton, pageHead } from "./shared.js";
 
 const TYPES = ["string", "integer", "decimal", "date", "datetime", "boolean"];
 const AGGREGATIONS = [["sum", "Sum"], ["count", "Count rows"], ["count_distinct", "Count distinct"], ["avg", "Average"], ["min", "Minimum"], ["max", "Maximum"]];
@@ -184,15 +184,7 @@ export async function entityEditor(main, { id }) {
       { class: "form-actions" },
       writable ? submit : h("p", { class: "muted" }, "Shared with you read-only."),
       entity && writable
-        ? button("Delete", async () => {
-            if (!confirmed(`Delete the entity “${entity.name}”?`)) return;
-            try {
-              await del(`/api/semantic-entities/${id}`);
-              navigate("/catalog");
-            } catch (error) {
-              announce(error.message, "bad");
-            }
-          }, { kind: "danger" })
+        ? deleteButton(`Delete the entity “${entity.name}”?`, `/api/semantic-entities/${id}`, "/catalog")
         : null,
     ),
   );

@@ -1,11 +1,11 @@
 // Dashboards: ordered widgets, each a saved query drawn as a table or chart (kind, x, series, measures).
-import { all, del, get, post, put } from "../api.js";
+import { all, get, post, put } from "../api.js";
 import { announce, busy, button, checkbox, clearErrors, field, formError, h, input, replace, select, showErrors, table } from "../dom.js";
 import { pageArgs, pager } from "../components.js";
 import { time } from "../format.js";
 import { navigate } from "../router.js";
 import { can, canWrite } from "../session.js";
-import { buttonLink, confirmed, ownerNames, ownerText, pageHead } from "./shared.js";
+import { buttonLink, deleteButton, ownerNames, ownerText, pageHead } from "./shared.js";
 
 const CHARTS = [["table", "Table"], ["bar", "Bar chart"], ["line", "Line chart"], ["area", "Area chart"], ["pie", "Pie chart"], ["donut", "Donut chart"], ["kpi", "KPI (one number)"]];
 
@@ -108,15 +108,7 @@ export async function dashboardEditor(main, { id }) {
       { class: "form-actions" },
       writable ? submit : h("p", { class: "muted" }, "Read-only for you."),
       dashboard && writable
-        ? button("Delete", async () => {
-            if (!confirmed(`Delete the dashboard “${dashboard.name}”?`)) return;
-            try {
-              await del(`/api/dashboards/${id}`);
-              navigate("/dashboards");
-            } catch (error) {
-              announce(error.message, "bad");
-            }
-          }, { kind: "danger" })
+        ? deleteButton(`Delete the dashboard “${dashboard.name}”?`, `/api/dashboards/${id}`, "/dashboards")
         : null,
     ),
   );

@@ -1,9 +1,9 @@
 // Data sources (admins): where queries read from, with "test connection".
-import { del, get, post, put } from "../api.js";
+import { get, post, put } from "../api.js";
 import { announce, busy, button, clearErrors, field, formError, h, input, replace, select, showErrors, table } from "../dom.js";
 import { pageArgs, pager } from "../components.js";
 import { navigate } from "../router.js";
-import { buttonLink, confirmed, pageHead } from "./shared.js";
+import { buttonLink, deleteButton, pageHead } from "./shared.js";
 
 const KINDS = [["postgresql", "PostgreSQL"], ["mysql", "MySQL / MariaDB"], ["sqlite", "SQLite file"]];
 
@@ -95,15 +95,7 @@ export async function dataSourceEditor(main, { id }) {
       submit,
       testButton,
       source
-        ? button("Delete", async () => {
-            if (!confirmed(`Delete the data source “${source.name}”?`)) return;
-            try {
-              await del(`/api/data-sources/${id}`);
-              navigate("/data-sources");
-            } catch (error) {
-              announce(error.message, "bad");
-            }
-          }, { kind: "danger" })
+        ? deleteButton(`Delete the data source “${source.name}”?`, `/api/data-sources/${id}`, "/data-sources")
         : null,
     ),
     id ? null : h("p", { class: "hint" }, "Save it to test the connection."),

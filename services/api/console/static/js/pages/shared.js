@@ -1,6 +1,7 @@
 // Helpers the resource pages share: owner names, page headings, confirmations, pickers.
-import { all } from "../api.js";
-import { h } from "../dom.js";
+import { all, del } from "../api.js";
+import { announce, button, h } from "../dom.js";
+import { navigate } from "../router.js";
 import { can, session } from "../session.js";
 
 let ownerCache = null;
@@ -36,6 +37,19 @@ export function buttonLink(label, href, kind = "primary") {
 
 export function confirmed(question) {
   return window.confirm(question);
+}
+
+// "Delete" after a confirmation; then back to the list, or the API's reason announced.
+export function deleteButton(question, url, listPath) {
+  return button("Delete", async () => {
+    if (!confirmed(question)) return;
+    try {
+      await del(url);
+      navigate(listPath);
+    } catch (error) {
+      announce(error.message, "bad");
+    }
+  }, { kind: "danger" });
 }
 
 export const LOCALES = ["en-US", "en-GB", "de-DE", "de-AT", "de-CH", "fr-FR", "fr-CA", "es-ES", "es-MX", "it-IT", "nl-NL", "pt-BR", "ja-JP"];
