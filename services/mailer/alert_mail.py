@@ -28,7 +28,7 @@ from services.mailer.channels.email import EmailJob
 from services.mailer.compose import MailContent, PreparedMail, compose_body, subject_line
 from services.mailer.content import alert_notification
 from services.mailer.deliver import load_secrets
-from services.mailer.sending import PassResult, as_targets, deliver_pass, retry_delay_ms
+from services.mailer.sending import PassResult, as_targets, deliver_pass, record_outcome, retry_delay_ms
 from services.mailer.transport import Transport
 from shared import alerts, email_configs, executions
 from shared.context import WorkerContext
@@ -88,21 +88,8 @@ def content_for(ctx: WorkerContext, alert: Alert, event: AlertEvent) -> MailCont
     return MailContent(subject, text, html)
 
 
-def _record(
-    ctx: WorkerContext, delivery_id, status: str, *, error=None, answer=None, message_id=None, next_attempt_at=None
-) -> None:
-    with transaction(ctx.session_factory) as session:
-        executions.record_delivery(
-            session,
-            delivery_id,
-            status,
-            now=ctx.clock.now(),
-            error=error,
-            answer=answer,
-            message_id=message_id,
-            next_attempt_at=next_attempt_at,
-            model=AlertDelivery,
-        )
+def _record(ctx: WorkerContext, delivery_id, status: str, **outcome) -> None:
+    record_outcome(ctx, AlertDelivery, delivery_id, status, **outcome)
 
 
 def deliver_event(ctx: WorkerContext, transport: Transport, event_id: str, channels=None) -> int:

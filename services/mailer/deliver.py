@@ -36,7 +36,7 @@ from services.mailer.channels import build_channels
 from services.mailer.channels.base import Job
 from services.mailer.channels.email import EmailJob
 from services.mailer.compose import PreparedMail
-from services.mailer.sending import PassResult, as_targets, deliver_pass, retry_delay_ms
+from services.mailer.sending import PassResult, as_targets, deliver_pass, record_outcome, retry_delay_ms
 from services.mailer.transport import Transport
 from shared import destinations, email_configs, executions
 from shared.context import WorkerContext
@@ -202,19 +202,8 @@ def _send_pending(ctx: WorkerContext, channels, exec_id: uuid.UUID, lease) -> No
         _close(ctx, exec_id, failure=result.failure)
 
 
-def _record(ctx, delivery_id, status, *, error=None, answer=None, message_id=None, next_attempt_at=None) -> None:
-    with transaction(ctx.session_factory) as session:
-        executions.record_delivery(
-            session,
-            delivery_id,
-            status,
-            now=ctx.clock.now(),
-            error=error,
-            reply=answer,
-            answer=answer,
-            message_id=message_id,
-            next_attempt_at=next_attempt_at,
-        )
+def _record(ctx, delivery_id, status, **outcome) -> None:
+    record_outcome(ctx, Delivery, delivery_id, status, **outcome)
 
 
 def _retry_or_close(ctx: WorkerContext, exec_id: uuid.UUID, result: PassResult, waiting, extra: dict) -> None:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from services.mailer.channels.base import Channel, ChannelDown, Job, Refused, Target
 from shared import executions
+from shared.db import transaction
 from shared.metrics import DELIVERIES
 
 log = logging.getLogger(__name__)
@@ -138,3 +139,25 @@ def as_targets(rows, secrets: dict[uuid.UUID, dict]) -> list[Target]:
         )
         for row in rows
     ]
+
+
+def record_outcome(
+    ctx, model, delivery_id, status: str, *, error=None, answer=None, message_id=None, next_attempt_at=None
+) -> None:
+    """One destination's outcome in its own commit, in a run's (`Delivery`) or an alert event's ledger.
+
+    The far end's answer is also kept as the SMTP reply where the ledger has one.
+    """
+    with transaction(ctx.session_factory) as session:
+        executions.record_delivery(
+            session,
+            delivery_id,
+            status,
+            now=ctx.clock.now(),
+            error=error,
+            reply=answer,
+            answer=answer,
+            message_id=message_id,
+            next_attempt_at=next_attempt_at,
+            model=model,
+        )
