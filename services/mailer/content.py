@@ -99,7 +99,20 @@ def report_notification(
 MAX_CHART_IMAGES = 5
 
 
-def chart_pngs(notification: Notification) -> tuple[bytes, ...]:
+class ChartImages:
+    """Draws each of a run's chart specs to PNG once, for the email and a Slack upload alike."""
+
+    def __init__(self) -> None:
+        self._drawn: dict[tuple[int, float], bytes] = {}
+
+    def __call__(self, spec: dict, *, scale: float = 2.0) -> bytes:
+        key = (id(spec), scale)  # the specs live in the run's Notification for as long as this does
+        if key not in self._drawn:
+            self._drawn[key] = charts.to_png(spec, scale=scale)
+        return self._drawn[key]
+
+
+def chart_pngs(notification: Notification, render=charts.to_png) -> tuple[bytes, ...]:
     """The run's charts as PNG (at most MAX_CHART_IMAGES), from the specs its render recorded."""
     pngs = []
     for section in notification.sections:
@@ -107,7 +120,7 @@ def chart_pngs(notification: Notification) -> tuple[bytes, ...]:
             if len(pngs) >= MAX_CHART_IMAGES:
                 return tuple(pngs)
             try:
-                pngs.append(charts.to_png(spec))
+                pngs.append(render(spec, scale=2.0))
             except Exception:
                 log.warning("a chart of %r could not be drawn", section.title, exc_info=True)
     return tuple(pngs)
@@ -163,9 +176,23 @@ def failure_notification(ctx: WorkerContext, execution: ReportExecution, report:
     )
 
 
-def report_email(ctx: WorkerContext, session, execution, report, artifacts, preview, subject) -> MailContent:
+def report_email(
+    ctx: WorkerContext,
+    session,
+    execution,
+    report,
+    artifacts,
+    preview,
+    subject,
+    *,
+    notification: Notification | None = None,
+    render=charts.to_png,
+) -> MailContent:
     """The email of a run (report_mail.py): every section with its charts and first rows, the files that
-    fit attached and a signed link to each, and - except on a test run - each recipient's unsubscribe link."""
+    fit attached and a signed link to each, and - except on a test run - each recipient's unsubscribe link.
+
+    `notification` is the run's, when the caller has built it already; `render` draws a chart's PNG
+    (a ChartImages shares them with the Slack upload)."""
     zone = ZoneInfo(report.timezone or "UTC")
     context = template_context(
         report.name, execution.scheduled_for.astimezone(zone), execution.row_count or 0, report.timezone
@@ -175,7 +202,7 @@ def report_email(ctx: WorkerContext, session, execution, report, artifacts, prev
         return ctx.store.open(session, artifact)
 
     plan = plan_files(artifacts, read, ctx.settings.max_attachment_bytes)
-    notification = report_notification(ctx, execution, report, artifacts, preview, subject)
+    notification = notification or report_notification(ctx, execution, report, artifacts, preview, subject)
     too_large = {artifact.id for artifact in plan.too_large}
     files = tuple(
         report_mail.EmailFile(link, attached=artifact.id not in too_large)
@@ -193,6 +220,7 @@ def report_email(ctx: WorkerContext, session, execution, report, artifacts, prev
         branding=Branding.from_settings(ctx.settings),
         unsubscribe=not test,
         cid_domain=urlsplit(ctx.settings.public_url).hostname or "biapp.invalid",
+        render=render,
     )
     return MailContent(
         subject,

@@ -119,11 +119,22 @@ def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Job | None, list, 
         subject, preview = content.report_subject_and_preview(ctx, session, execution, report, artifacts)
         notification = content.report_notification(ctx, execution, report, artifacts, preview, subject)
         job = Job(notification=notification, now=now)
+        images = content.ChartImages()
         if any(d.channel == "email" for d in due):
             try:
                 config = email_configs.effective(session, report.owner_id)
                 smtp = email_configs.sending_settings(session, ctx.settings, ctx.secrets, config)
-                mail = content.report_email(ctx, session, execution, report, artifacts, preview, subject)
+                mail = content.report_email(
+                    ctx,
+                    session,
+                    execution,
+                    report,
+                    artifacts,
+                    preview,
+                    subject,
+                    notification=notification,
+                    render=images,
+                )
                 prepared = PreparedMail(
                     mail, sender=config.from_address, sender_name=config.from_name, reply_to=config.reply_to
                 )
@@ -132,7 +143,7 @@ def _prepare(ctx: WorkerContext, exec_id: uuid.UUID) -> tuple[Job | None, list, 
                 job.email_error = exc.message
         secrets = load_secrets(ctx, session, {d.destination_id for d in due if d.channel != "email"})
         if any(secret.get("bot_token") for secret in secrets.values()):
-            job.images = content.chart_pngs(notification)  # a Slack bot uploads them into its message
+            job.images = content.chart_pngs(notification, images)  # a Slack bot uploads them into its message
         targets = as_targets(due, secrets)
     return job, _without_unreadable(ctx, targets), waiting
 
