@@ -50,6 +50,7 @@ format: install
 
 ## Benchmarks are run by hand; figures go to docs/benchmarks.md.
 bench: install services
+	bash scripts/ensure_bench_packages.sh
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 ## Pictures of what recipients receive (emails, PDF pages, XLSX sheets) in docs/gallery/.

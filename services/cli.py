@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import math
 import os
 import signal
 import sys
@@ -16,9 +17,11 @@ import time
 from pathlib import Path
 
 from shared.config import ConfigError, Settings, load_settings
-from shared.messaging import QUEUE_MAILER, QUEUE_RENDERER, QUEUE_SCHEDULER
+from shared.messaging import QUEUE_MAILER, QUEUE_RENDERER, QUEUE_RENDERER_HEAVY, QUEUE_SCHEDULER
 
 WORKER_QUEUES = {"renderer": QUEUE_RENDERER, "mailer": QUEUE_MAILER, "scheduler": QUEUE_SCHEDULER}
+# Processes on the heavy queue render one export each, at a lower CPU priority than the main lane.
+HEAVY_NICE = 10
 
 
 def _settings() -> Settings:
@@ -26,8 +29,10 @@ def _settings() -> Settings:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    """gunicorn with --workers processes (BIAPP_API_WORKERS, else one per CPU) of --threads threads each."""
     settings = _settings()
     graceful = str(args.graceful_timeout)
+    workers = args.workers or settings.api_workers or default_api_workers()
     argv = [
         sys.executable,
         "-m",
@@ -36,7 +41,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         "--bind",
         f"{args.host}:{args.port}",
         "--workers",
-        str(args.workers),
+        str(workers),
         "--threads",
         str(args.threads),
         "--worker-class",
@@ -54,11 +59,65 @@ def cmd_api(args: argparse.Namespace) -> int:
         # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl) that every
         # instance on the host would fight over; nothing here uses gunicornc, so there is none.
         "--no-control-socket",
+        # hooks: a worker's metrics files are retired when it exits, the metrics directory removed at the end
+        "--config",
+        "python:services.api.gunicorn_hooks",
     ]
-    os.execv(sys.executable, argv)  # exec: SIGTERM reaches gunicorn directly
+    os.execve(sys.executable, argv, _prepare_api_metrics())  # exec: SIGTERM reaches gunicorn directly
 
 
-def _dramatiq_argv(service: str, processes: int, threads: int, shutdown_ms: int) -> list[str]:
+# The CPU-sized default stops here: each worker holds up to 15 database connections (pool 5 + overflow 10).
+MAX_DEFAULT_API_WORKERS = 8
+
+
+def default_api_workers() -> int:
+    """One gthread worker per usable CPU: the CPUs this process may run on, or fewer under a cgroup CPU limit.
+
+    Request handling is Python under one GIL per process, so one process per CPU uses every CPU; the threads
+    of each wait on the database. More processes than CPUs only add memory and database connections.
+    """
+    usable = cpu_count()
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            usable = min(usable, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return min(usable, MAX_DEFAULT_API_WORKERS)
+
+
+API_METRICS_PREFIX = "biapp-api-metrics-"  # services/api/gunicorn_hooks.py removes such a directory at exit
+
+
+def _prepare_api_metrics() -> dict[str, str]:
+    """The environment for gunicorn: one multiprocess metrics directory for its workers.
+
+    Each worker writes its biapp_* series there and /metrics sums every worker's (services/api/ops/views.py).
+    $PROMETHEUS_MULTIPROC_DIR when set (files of processes that no longer exist are removed first), else a
+    fresh directory of this server's own, removed when it stops.
+    """
+    import tempfile
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given:
+        return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=API_METRICS_PREFIX)}
+    Path(given).mkdir(parents=True, exist_ok=True)
+    for path in Path(given).glob("*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+    return {**os.environ}
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _dramatiq_argv(service: str, processes: int, threads: int, shutdown_ms: int, queue: str | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -69,7 +128,7 @@ def _dramatiq_argv(service: str, processes: int, threads: int, shutdown_ms: int)
         "--threads",
         str(threads),
         "--queues",
-        WORKER_QUEUES[service],
+        queue or WORKER_QUEUES[service],
         "--worker-shutdown-timeout",
         str(shutdown_ms),
         "--skip-logging",
@@ -111,8 +170,34 @@ def _pid_alive(pid: int) -> bool:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """One Dramatiq master for the service's queue; the renderer's `all` lane runs two, supervised.
+
+    Processes default to one per CPU. A renderer on `--lane all` (the default) also runs
+    `--heavy-processes` (1) on biapp.renderer.heavy, niced, so a long export never holds a process
+    the small reports need (services/renderer/lanes.py); `--lane main` / `--lane heavy` run one of
+    the two alone, as separate Deployments do.
+    """
     settings = _settings()
-    argv = _dramatiq_argv(args.service, args.processes, args.threads, _shutdown_ms(settings, args.service))
+    shutdown_ms = _shutdown_ms(settings, args.service)
+    processes = args.processes or cpu_count()
+    lane = getattr(args, "lane", "main")
+    if args.service == "renderer" and lane == "heavy":
+        argv = _dramatiq_argv("renderer", args.processes or 1, 1, shutdown_ms, QUEUE_RENDERER_HEAVY)
+    elif args.service == "renderer" and lane == "all" and args.heavy_processes > 0:
+        from services.supervisor import Child, Supervisor
+        from shared.logs import configure_logging
+
+        configure_logging("renderer", settings.log_format, settings.log_level)
+        main = _dramatiq_argv("renderer", processes, args.threads, shutdown_ms, QUEUE_RENDERER)
+        heavy = _dramatiq_argv("renderer", args.heavy_processes, 1, shutdown_ms, QUEUE_RENDERER_HEAVY)
+        return Supervisor(
+            [
+                Child("renderer", main, env=_prepare_worker_metrics),
+                Child("renderer-heavy", heavy, env=_prepare_worker_metrics, nice=HEAVY_NICE),
+            ]
+        ).run()
+    else:
+        argv = _dramatiq_argv(args.service, processes, args.threads, shutdown_ms)
     # exec: the dramatiq master becomes this process and receives SIGTERM itself; it stops
     # consuming, lets each worker process finish its messages within --worker-shutdown-timeout
     # and requeues what was prefetched but not started.
@@ -251,6 +336,20 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     return run_standalone(data_dir=args.data_dir, port=args.port, demo=args.demo, host=args.host)
 
 
+def _count(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 256, not {value}")
+    return value
+
+
+def _threads(raw: str) -> int:
+    value = _count(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="biapp", description="BIApp Reports: scheduled reports and alerts")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="production API server (gunicorn)")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="processes (default BIAPP_API_WORKERS, else one per CPU)")
     # Slow requests (previews wait on a data source) must not starve logins: threads are cheap, and
     # previews take at most BIAPP_PREVIEWS_PER_PROCESS of them.
     p.add_argument("--threads", type=int, default=32)
@@ -278,8 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="a Dramatiq worker for one queue")
     p.add_argument("service", choices=("renderer", "mailer"))
-    p.add_argument("--processes", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--processes", type=_count, default=0, help="worker processes (default: one per CPU)")
+    p.add_argument("--threads", type=_threads, default=2, help="threads per process")
+    p.add_argument(
+        "--lane",
+        choices=("all", "main", "heavy"),
+        default="all",
+        help="renderer: which queues (all: biapp.renderer plus --heavy-processes on biapp.renderer.heavy)",
+    )
+    p.add_argument("--heavy-processes", type=_count, default=1, help="renderer, lane all: processes for heavy reports")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("db", help="database schema")

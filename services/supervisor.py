@@ -53,6 +53,7 @@ class Child:
     name: str
     argv: Sequence[str]
     env: Callable[[], dict[str, str]] | None = None
+    nice: int = 0  # added to the child's niceness: it gets the CPU the others leave
     backoff: Backoff = field(default_factory=Backoff)
     process: subprocess.Popen | None = None
     started_at: float = 0.0
@@ -152,7 +153,7 @@ class Supervisor:
                 list(child.argv),
                 env=child.env() if child.env else None,
                 process_group=0,
-                preexec_fn=self._preexec,  # safe: the supervisor runs no threads
+                preexec_fn=self._preexec_for(child),  # safe: the supervisor runs no threads
             )
         except Exception as exc:  # a failed start is retried like a crash, never fatal
             delay = child.backoff.delay(0.0)
@@ -160,6 +161,18 @@ class Supervisor:
             log.error("%s could not be started (%s); trying again in %gs", child.name, exc, delay)
             return
         log.info("started %s (pid %d)", child.name, child.process.pid)
+
+    def _preexec_for(self, child: Child) -> Callable[[], None] | None:
+        if not child.nice:
+            return self._preexec
+        parent_death = self._preexec
+
+        def hook() -> None:
+            if parent_death is not None:
+                parent_death()
+            os.nice(child.nice)
+
+        return hook
 
     def _forward_stop(self) -> None:
         running = [child for child in self.children if child.process is not None]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
@@ -351,3 +352,20 @@ def start_manual(
         session.expunge(event)
     publish_after_commit(publisher, EVALUATE_ALERT, event.id)
     return event
+
+
+# --- history -----------------------------------------------------------------------------------------
+
+# Newest first, the id breaking ties: the (alert_id, queued_at DESC, id DESC) index's order and the
+# key of the events list's cursor.
+EVENTS_ORDER = (AlertEvent.queued_at.desc(), AlertEvent.id.desc())
+
+
+def events_query(alert_id, *, state: str | None = None, trigger: str | None = None) -> sa.Select:
+    """An alert's evaluations, newest first, optionally of one state and one trigger."""
+    query = sa.select(AlertEvent).where(AlertEvent.alert_id == alert_id)
+    if state:
+        query = query.where(AlertEvent.state == state)
+    if trigger:
+        query = query.where(AlertEvent.trigger == trigger)
+    return query.order_by(*EVENTS_ORDER)

@@ -50,7 +50,7 @@ class Settings:
     max_request_bytes: int = 1024 * 1024
     login_rate_limit: str = "10 per minute"
     login_address_rate_limit: str = "50 per minute"
-    ratelimit_storage_url: str = "memory://"
+    ratelimit_storage_url: str = "database"  # the application database: one count for every API process
     stuck_queued_after_s: int = 120
     render_max_retries: int = 3
     max_backoff_s: int = 600
@@ -61,6 +61,9 @@ class Settings:
     previews_per_process: int = 16
     connection_test_rate_limit: str = "10 per minute"
     lease_ttl_s: int = 30
+    # A report whose recent renders took this long (median of the last three) renders on the heavy queue,
+    # so it never holds a process that small reports are waiting for; 0 keeps every run on one queue.
+    heavy_render_s: int = 60
     mail_retry_window_s: int = 3600
     webhook_timeout_s: int = 10
     slack_api_url: str = "https://slack.com/api/"
@@ -70,6 +73,13 @@ class Settings:
     # Longer than the idle timeout of the load balancers in front (60 s on most): the balancer, not the
     # API, closes an idle connection, so it never sends a request on one the API has just closed.
     api_keepalive_s: int = 75
+    # Due reports claimed, inserted and committed per dispatcher transaction.
+    dispatch_batch_size: int = 1000
+    # Old executions deleted per purge transaction, and how long one purge tick may work.
+    purge_batch_size: int = 500
+    purge_time_budget_s: int = 300
+    # gunicorn worker processes of `biapp api`; 0: one per usable CPU, at most 8 (services/cli.py default_api_workers).
+    api_workers: int = 0
 
     @property
     def outbound_policy(self) -> OutboundPolicy:
@@ -262,6 +272,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_PREVIEWS_PER_PROCESS": ("previews_per_process", _int(1, 1000), False),
     "BIAPP_CONNECTION_TEST_RATE_LIMIT": ("connection_test_rate_limit", _rate, False),
     "BIAPP_LEASE_TTL_S": ("lease_ttl_s", _int(3, 600), False),
+    "BIAPP_HEAVY_RENDER_S": ("heavy_render_s", _int(0, 86400), False),
     "BIAPP_MAIL_RETRY_WINDOW_S": ("mail_retry_window_s", _int(60, 7 * 86400), False),
     "BIAPP_WEBHOOK_TIMEOUT_S": ("webhook_timeout_s", _int(1, 120), False),
     "BIAPP_SLACK_API_URL": ("slack_api_url", _slack_api_url, False),
@@ -269,6 +280,10 @@ _SPEC: dict[str, tuple[str, Callable[[str], object], bool]] = {
     "BIAPP_BRAND_COLOR": ("brand_color", _brand_color, False),
     "BIAPP_BRAND_LOGO": ("brand_logo", _logo, False),
     "BIAPP_API_KEEPALIVE_S": ("api_keepalive_s", _int(1, 3600), False),
+    "BIAPP_DISPATCH_BATCH_SIZE": ("dispatch_batch_size", _int(1, 10_000), False),
+    "BIAPP_PURGE_BATCH_SIZE": ("purge_batch_size", _int(1, 50_000), False),
+    "BIAPP_PURGE_TIME_BUDGET_S": ("purge_time_budget_s", _int(1, 540), False),
+    "BIAPP_API_WORKERS": ("api_workers", _int(0, 64), False),
 }
 
 SETTING_NAMES = tuple(_SPEC)

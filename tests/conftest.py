@@ -25,7 +25,7 @@ from aiosmtpd.controller import Controller
 from services.api.app import create_app
 from shared.db import make_engine, make_session_factory
 from shared.db.migrate import upgrade
-from shared.messaging import QUEUE_MAILER, QUEUE_RENDERER, QUEUE_SCHEDULER, RecordingPublisher
+from shared.messaging import QUEUE_MAILER, QUEUE_RENDERER, QUEUE_RENDERER_HEAVY, QUEUE_SCHEDULER, RecordingPublisher
 from shared.models import Base
 from tests.support import ApiClient, free_port, make_settings, wait_until
 
@@ -323,7 +323,7 @@ def amqp_url():
 def purge_queues(url: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
-        for base in (QUEUE_SCHEDULER, QUEUE_RENDERER, QUEUE_MAILER):
+        for base in (QUEUE_SCHEDULER, QUEUE_RENDERER, QUEUE_RENDERER_HEAVY, QUEUE_MAILER):
             for queue in (base, f"{base}.DQ", f"{base}.XQ"):
                 channel = connection.channel()
                 try:

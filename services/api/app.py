@@ -15,7 +15,7 @@ from services.api.console.views import bp as console_bp
 from services.api.destination_schemas import WebhookPayloadSchema
 from services.api.docs.views import bp as api_docs_bp
 from services.api.errors import install_error_handlers
-from services.api.limits import limiter
+from services.api.limits import limiter, limiter_config
 from services.api.ops.views import bp as ops_bp
 from services.api.ops.views import install_request_metrics
 from services.api.parsing import install_request_checks
@@ -114,11 +114,11 @@ def create_app(
         **jwt_config(settings),  # bearer headers, and the console's HttpOnly cookie (services/api/auth/sessions.py)
         JWT_ERROR_MESSAGE_KEY="message",
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
-        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
         RATELIMIT_HEADERS_ENABLED=True,
     )
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.database_url))
+    app.config.update(limiter_config(settings.ratelimit_storage_url, session_factory.kw["bind"]))
     if publisher is None:
         publisher = BrokerPublisher(build_broker(settings))
     app.extensions["biapp"] = ApiRuntime(

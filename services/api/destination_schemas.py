@@ -5,6 +5,7 @@ from __future__ import annotations
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, post_dump, post_load, validate, validates_schema
 
+from services.api.serialization import FastDump
 from shared import destinations
 from shared.models.destinations import CHANNELS, ROLES
 
@@ -39,7 +40,7 @@ def unique_addresses(values: list[str]) -> list[str]:
     return cleaned
 
 
-class DestinationSchema(Schema):
+class DestinationSchema(FastDump):
     id = fields.UUID(load_default=None, metadata={"description": "an existing destination's id, to keep it"})
     kind = fields.String(required=True, validate=validate.OneOf(CHANNELS))
     address = EmailAddress(load_default=None, metadata={"format": "email", "description": "email"})

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import wraps
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, g
 from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
 
 from services.api.auth.sessions import install_session_cookies
@@ -16,16 +16,30 @@ from services.api.runtime import db
 from shared.errors import NotFoundError, PermissionDeniedError
 from shared.models import RevokedToken, User
 
+_UNREAD = object()
+
+
+def _token_user(payload: dict) -> tuple[User | None, bool]:
+    """The token's user and whether the token was revoked: one round trip to the database for both."""
+    revoked = sa.exists().where(RevokedToken.jti == payload["jti"])
+    try:
+        user_id = uuid.UUID(payload["sub"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, db().execute(sa.select(revoked)).scalar_one()
+    row = db().execute(sa.select(User, revoked).where(User.id == user_id)).first()
+    if row is None:
+        return None, db().execute(sa.select(revoked)).scalar_one()
+    return row[0], row[1]
+
 
 def install_jwt(app: Flask) -> JWTManager:
     jwt = JWTManager(app)
 
     @jwt.user_lookup_loader
     def _load_user(_header: dict, payload: dict) -> User | None:
-        try:
-            user = db().get(User, uuid.UUID(payload["sub"]))
-        except (ValueError, KeyError):
-            return None
+        user = g.pop("biapp_token_user", _UNREAD)  # read with the revocation check, just before
+        if user is _UNREAD:
+            user = _token_user(payload)[0]
         if user is None or not user.is_active:
             return None
         # A password change bumps the user's password version and so ends every session opened
@@ -37,7 +51,9 @@ def install_jwt(app: Flask) -> JWTManager:
 
     @jwt.token_in_blocklist_loader
     def _revoked(_header: dict, payload: dict) -> bool:
-        return db().execute(sa.select(RevokedToken.jti).where(RevokedToken.jti == payload["jti"])).first() is not None
+        user, revoked = _token_user(payload)
+        g.biapp_token_user = user
+        return revoked
 
     def _unauthorized(message: str):
         return error_response(401, "unauthorized", message)

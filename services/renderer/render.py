@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from services.renderer import lanes
 from services.renderer.changes import RowsDigest, unchanged_reason
 from services.renderer.summary import ChartPlan, SummaryCollector
 from services.renderer.writers import RenderedFile, RenderMeta, Section, Writer
@@ -32,7 +33,7 @@ from shared import access, executions, filter_words, unsubscribe
 from shared.context import WorkerContext
 from shared.db import transaction
 from shared.errors import NotFoundError, PermanentError, RenderFailedError, TransientError
-from shared.messaging import DELIVER_REPORT, RENDER_REPORT, publish_after_commit
+from shared.messaging import DELIVER_REPORT, RENDER_HEAVY_REPORT, RENDER_REPORT, publish_after_commit
 from shared.metrics import EXECUTIONS, RENDER_ROWS, RENDER_SECONDS, SCHEDULER_LAG
 from shared.models import Artifact, Dashboard, ReportExecution, SavedQuery, ScheduledReport, SemanticEntity
 from shared.outages import is_database_outage
@@ -245,10 +246,16 @@ def finish_all(writers: list[Writer], meta: RenderMeta, base_name: str) -> list[
     return files
 
 
-def render_execution(ctx: WorkerContext, execution_id: str) -> None:
-    """Claim the run (or wait for it), render it under a lease, store the files, hand it to the mailer."""
+def render_execution(ctx: WorkerContext, execution_id: str, *, lane: str = lanes.LIGHT) -> None:
+    """Claim the run (or wait for it), render it under a lease, store the files, hand it to the mailer.
+
+    On the main queue, a run of a report that recently rendered slowly goes to the heavy queue instead
+    (services/renderer/lanes.py).
+    """
     exec_id = uuid.UUID(execution_id)
     extra = {"execution_id": execution_id}
+    if lane == lanes.LIGHT and lanes.forward_if_heavy(ctx, exec_id):
+        return
     worker = executions.new_token(ctx.worker_id)
     with transaction(ctx.session_factory) as session:
         claim = executions.claim_render(
@@ -256,7 +263,8 @@ def render_execution(ctx: WorkerContext, execution_id: str) -> None:
         )
     if claim.outcome in ("busy", "early"):
         # Another worker holds the run (it may have died: its lease runs out), or it is not due yet.
-        publish_after_commit(ctx.publisher, RENDER_REPORT, execution_id, delay_ms=int((claim.wait_s + 1) * 1000))
+        again = RENDER_HEAVY_REPORT if lane == lanes.HEAVY else RENDER_REPORT
+        publish_after_commit(ctx.publisher, again, execution_id, delay_ms=int((claim.wait_s + 1) * 1000))
         log.info("render postponed (%s) by %.0f s", claim.outcome, claim.wait_s, extra=extra)
         return
     if claim.outcome == "done":

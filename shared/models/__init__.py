@@ -13,7 +13,7 @@ from shared.models.reports import (
     ScheduledReport,
     Unsubscription,
 )
-from shared.models.users import PreviewSlot, RevokedToken, User
+from shared.models.users import PreviewSlot, RateLimitCounter, RevokedToken, User
 
 __all__ = [
     "Alert",
@@ -29,6 +29,7 @@ __all__ = [
     "Destination",
     "EmailConfig",
     "PreviewSlot",
+    "RateLimitCounter",
     "ReportExecution",
     "RevokedToken",
     "SavedQuery",

@@ -97,7 +97,8 @@ class AlertEvent(Base):
             postgresql_where=sa.text("trigger = 'schedule'"),
             sqlite_where=sa.text("trigger = 'schedule'"),
         ),
-        sa.Index("ix_alert_events_alert_id_queued_at", "alert_id", "queued_at"),
+        # An alert's evaluations newest first, the id breaking ties (read backwards: the events list).
+        sa.Index("ix_alert_events_alert_history", "alert_id", "queued_at", "id"),
         sa.Index("ix_alert_events_state_queued_at", "state", "queued_at"),
         sa.CheckConstraint(f"state in {EVENT_STATES!r}", name="state"),
         sa.CheckConstraint(f"trigger in {ALERT_TRIGGERS!r}", name="trigger"),

@@ -51,6 +51,7 @@ class ScheduledReport(HasDestinations, Timestamped, Base):
 
     __table_args__ = (
         sa.Index("ix_scheduled_reports_due", "is_active", "next_run_at"),
+        sa.Index("ix_scheduled_reports_name_id", "name", "id"),  # the reports list's order (and cursor)
         sa.CheckConstraint("(saved_query_id IS NOT NULL) <> (dashboard_id IS NOT NULL)", name="one_source"),
     )
 
@@ -111,7 +112,10 @@ class ReportExecution(Base):
             sqlite_where=sa.text("trigger = 'schedule'"),
         ),
         sa.Index("ix_report_executions_status_queued_at", "status", "queued_at"),
-        sa.Index("ix_report_executions_report_id_queued_at", "report_id", "queued_at"),
+        # Histories newest first, the id breaking ties (read backwards): a report's (and its newest run),
+        # and everyone's.
+        sa.Index("ix_report_executions_report_history", "report_id", "queued_at", "id"),
+        sa.Index("ix_report_executions_history", "queued_at", "id"),
         sa.CheckConstraint(f"status in {EXECUTION_STATES!r}", name="status"),
         sa.CheckConstraint(f"trigger in {TRIGGERS!r}", name="trigger"),
     )
@@ -171,6 +175,16 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(nullable=False, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(nullable=False, index=True)
     purged_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        # The purge's expired files: the rows kept after their bytes went (purged_at set) are not in it.
+        sa.Index(
+            "ix_artifacts_unpurged_expires_at",
+            "expires_at",
+            postgresql_where=sa.text("purged_at IS NULL"),
+            sqlite_where=sa.text("purged_at IS NULL"),
+        ),
+    )
 
 
 class ArtifactChunk(Base):

@@ -50,3 +50,16 @@ class PreviewSlot(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
     expires_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+class RateLimitCounter(Base):
+    """One rate-limit window (failed logins, connection tests) shared by every API process and replica.
+
+    `key` names the limit and who it counts; `expires_at` (seconds since the epoch) ends the window.
+    """
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    expires_at: Mapped[float] = mapped_column(sa.Float, nullable=False, index=True)

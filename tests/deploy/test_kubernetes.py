@@ -20,7 +20,18 @@ TARGETS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev", "prod": K8S / 
 # Oldest supported and newest Kubernetes the schemas ship with.
 VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 CRD_GROUPS = ("keda.sh/",)  # no schema ships for CRDs: checked structurally below
-WORKER_SERVICE = {"biapp-renderer": "renderer", "biapp-mailer": "mailer", "biapp-scheduler": "scheduler"}
+WORKER_SERVICE = {
+    "biapp-renderer": "renderer",
+    "biapp-renderer-heavy": "renderer",
+    "biapp-mailer": "mailer",
+    "biapp-scheduler": "scheduler",
+}
+# The queue KEDA scales each worker Deployment on (each on its own).
+SCALED_QUEUE = {
+    "biapp-renderer": "biapp.renderer",
+    "biapp-renderer-heavy": "biapp.renderer.heavy",
+    "biapp-mailer": "biapp.mailer",
+}
 
 
 def load_docs(path: Path) -> list[dict]:
@@ -133,8 +144,8 @@ def test_keda_scaled_objects_are_well_formed_and_count_the_delay_queue():
     deployments = by_kind(docs, "Deployment")
     auths = by_kind(docs, "TriggerAuthentication")
     scaled = by_kind(docs, "ScaledObject")
-    assert set(scaled) == {"biapp-renderer", "biapp-mailer"}
-    assert not {"biapp-renderer", "biapp-mailer"} & set(by_kind(docs, "HorizontalPodAutoscaler")), (
+    assert set(scaled) == set(SCALED_QUEUE)
+    assert not set(SCALED_QUEUE) & set(by_kind(docs, "HorizontalPodAutoscaler")), (
         "a plain HPA and KEDA's HPA on the same Deployment fight each other"
     )
     for name, obj in scaled.items():
@@ -152,8 +163,8 @@ def test_keda_scaled_objects_are_well_formed_and_count_the_delay_queue():
                 assert meta["mode"] == "QueueLength" and int(meta["value"]) > 0
                 assert trigger["authenticationRef"]["name"] in auths
                 queues.add(meta["queueName"])
-        service = WORKER_SERVICE[name]
-        assert queues == {f"biapp.{service}", f"biapp.{service}.DQ"}, "retries wait in .DQ: scaling must see them"
+        queue = SCALED_QUEUE[name]
+        assert queues == {queue, f"{queue}.DQ"}, "retries wait in .DQ: scaling must see them"
     for auth in auths.values():
         (ref,) = auth["spec"]["secretTargetRef"]
         assert ref["parameter"] == "host" and ref["key"] == "BIAPP_BROKER_URL"
@@ -298,3 +309,15 @@ def test_secret_template_lists_exactly_the_secret_settings():
     config = by_kind(build(TARGETS["base"]), "ConfigMap")["biapp-config"]["data"]
     assert not keys & set(config), "secrets never go into the ConfigMap"
     assert set(config) <= set(SETTING_NAMES)
+
+
+def test_heavy_reports_have_a_renderer_deployment_of_their_own(rendered):
+    """The main renderers consume biapp.renderer only; a Deployment of its own takes biapp.renderer.heavy."""
+    _name, docs = rendered
+    deployments = by_kind(docs, "Deployment")
+    lanes = {}
+    for name in ("biapp-renderer", "biapp-renderer-heavy"):
+        args = deployments[name]["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[:2] == ["worker", "renderer"]
+        lanes[name] = args[args.index("--lane") + 1]
+    assert lanes == {"biapp-renderer": "main", "biapp-renderer-heavy": "heavy"}

@@ -24,6 +24,8 @@ def test_valid_environment_gives_frozen_settings():
         ("BIAPP_LOG_FORMAT", "xml", "BIAPP_LOG_FORMAT must be one of json, text"),
         ("BIAPP_ARTIFACT_STORE", "s3:bucket", "BIAPP_ARTIFACT_STORE must be"),
         ("BIAPP_PUBLIC_URL", "example.com", "BIAPP_PUBLIC_URL must be an absolute"),
+        ("BIAPP_API_WORKERS", "many", "BIAPP_API_WORKERS must be an integer"),
+        ("BIAPP_API_WORKERS", "-1", "BIAPP_API_WORKERS must be between 0 and 64"),
     ],
 )
 def test_invalid_setting_is_one_clear_line_naming_it(name, value, fragment):

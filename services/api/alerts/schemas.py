@@ -4,7 +4,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from services.api.destination_schemas import MAX_RECIPIENTS, WithDestinations, recipient_list
 from services.api.executions.schemas import DeliverySchema
-from services.api.pagination import PageArgs
+from services.api.pagination import CursorPageArgs
 from services.api.reports.schemas import ScheduleSchema
 from shared.alerts import parse_condition
 from shared.errors import FieldError
@@ -79,7 +79,7 @@ class AlertEventSchema(Schema):
     deliveries = fields.List(fields.Nested(AlertDeliverySchema))
 
 
-class EventArgs(PageArgs):
+class EventArgs(CursorPageArgs):
     state = fields.String(load_default=None, validate=validate.OneOf(EVENT_STATES))
     trigger = fields.String(load_default=None, validate=validate.OneOf(ALERT_TRIGGERS))
 

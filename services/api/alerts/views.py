@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from services.api import destinations as destinations_api
 from services.api.alerts.schemas import AlertEventSchema, AlertSchema, EvaluateAcceptedSchema, EventArgs
-from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.pagination import PageArgs, cursor_page_schema, keyset_paginate, page_schema, paginate
 from services.api.parsing import Blueprint
 from services.api.patching import patch_schema, patched_with_destinations
 from services.api.runtime import db, runtime
@@ -114,17 +114,12 @@ def evaluate_alert(alert_id):
 @blp.route("/<uuid:alert_id>/events", methods=["GET"])
 @login_required()
 @blp.arguments(EventArgs, location="query")
-@blp.response(200, page_schema(AlertEventSchema))
+@blp.response(200, cursor_page_schema(AlertEventSchema))
 def list_events(args, alert_id):
-    """Evaluations of this alert, newest first; filter by state or trigger."""
+    """Evaluations of this alert, newest first; filter by state or trigger; page by `cursor`."""
     alert = _get(alert_id)
-    query = sa.select(AlertEvent).where(AlertEvent.alert_id == alert.id)
-    if args.get("state"):
-        query = query.where(AlertEvent.state == args["state"])
-    if args.get("trigger"):
-        query = query.where(AlertEvent.trigger == args["trigger"])
-    query = query.order_by(AlertEvent.queued_at.desc(), AlertEvent.id.desc())
-    body, headers = paginate(db(), query, args)
+    query = alerts.events_query(alert.id, state=args.get("state"), trigger=args.get("trigger"))
+    body, headers = keyset_paginate(db(), query, args, *alerts.EVENTS_ORDER)
     return body, 200, headers
 
 

@@ -1,6 +1,8 @@
 from flask import url_for
 from marshmallow import Schema, fields
+from webargs.fields import DelimitedList
 
+from services.api.reports.schemas import HistoryArgs
 from shared.destinations import ICONS
 
 
@@ -79,4 +81,14 @@ class ExecutionSchema(Schema):
 
     def _artifacts(self, execution):
         live = [a for a in execution.artifacts if a.purged_at is None]
-        return ArtifactSchema(many=True).dump(live)
+        return _ARTIFACTS.dump(live)
+
+
+# Built once: a schema's construction costs more than dumping a run's few files.
+_ARTIFACTS = ArtifactSchema(many=True)
+
+
+class AllHistoryArgs(HistoryArgs):
+    report_id = DelimitedList(
+        fields.UUID(), load_default=list, metadata={"description": "only runs of these reports (comma-separated ids)"}
+    )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Response, stream_with_context
 
-from services.api.executions.schemas import ExecutionSchema
+from services.api.executions.schemas import AllHistoryArgs, ExecutionSchema
+from services.api.pagination import cursor_page_schema, keyset_paginate
 from services.api.parsing import Blueprint
 from services.api.runtime import db, runtime
-from services.api.security import get_owned, login_required
+from services.api.security import get_owned, login_required, only_visible
+from shared import reports
 from shared.errors import GoneError, NotFoundError
 from shared.models import Artifact, ReportExecution, ScheduledReport
 
@@ -21,6 +23,27 @@ def visible_execution(execution_id) -> ReportExecution:
         raise NotFoundError("No such execution.")
     get_owned(ScheduledReport, execution.report_id, what="execution")
     return execution
+
+
+@blp.route("", methods=["GET"])
+@login_required()
+@blp.arguments(AllHistoryArgs, location="query")
+@blp.response(200, cursor_page_schema(ExecutionSchema))
+def list_all_executions(args):
+    """Runs of every report the caller may see (an admin: all), newest first; page by `cursor`.
+
+    The same filters as a report's history, plus `report_id`; a report the caller may not see adds nothing.
+    """
+    query = reports.history_query(
+        status=args["status"], trigger=args["trigger"], since=args.get("since"), until=args.get("until")
+    )
+    if args["report_id"]:
+        query = query.where(ReportExecution.report_id.in_(args["report_id"]))
+    visible = only_visible(sa.select(ScheduledReport.id), ScheduledReport)
+    if visible.whereclause is not None:
+        query = query.where(ReportExecution.report_id.in_(visible))
+    body, headers = keyset_paginate(db(), query, args, *reports.HISTORY_ORDER)
+    return body, 200, headers
 
 
 @blp.route("/<uuid:execution_id>", methods=["GET"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import sqlalchemy as sa
@@ -52,9 +53,23 @@ def _pipeline_registry() -> CollectorRegistry:
     return registry
 
 
+def _process_registry() -> CollectorRegistry:
+    """Under `biapp api` (gunicorn workers, PROMETHEUS_MULTIPROC_DIR set) the sum over every worker."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = current_app.extensions.get("biapp_multiprocess_metrics")
+    if registry is None:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        current_app.extensions["biapp_multiprocess_metrics"] = registry
+    return registry
+
+
 @bp.get("/metrics")
 def metrics():
-    body = generate_latest(REGISTRY) + generate_latest(_pipeline_registry())
+    body = generate_latest(_process_registry()) + generate_latest(_pipeline_registry())
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -12,7 +12,8 @@ from services.api.destination_schemas import (  # noqa: F401 (alerts import thes
     recipient_list,
     unique_addresses,
 )
-from services.api.pagination import PageArgs
+from services.api.pagination import CursorPageArgs
+from services.api.serialization import FastDump
 from services.mailer.message_preview import SAMPLE_ROW_COUNT
 from shared import formats
 from shared.models.reports import CSV_SEPARATORS, EXECUTION_STATES, FORMATS, TRIGGERS
@@ -31,7 +32,7 @@ class Weekday(fields.Field):
             raise ValidationError(exc.message) from None
 
 
-class ScheduleSchema(Schema):
+class ScheduleSchema(FastDump):
     frequency = fields.String(required=True, validate=validate.OneOf(("daily", "weekly", "monthly", "cron")))
     time = fields.String(load_default="09:00")
     days_of_week = fields.List(
@@ -51,7 +52,7 @@ class ScheduleSchema(Schema):
             raise ValidationError(exc.message, field_name=exc.field) from None
 
 
-class ExecutionSummarySchema(Schema):
+class ExecutionSummarySchema(FastDump):
     id = fields.UUID()
     status = fields.String()
     trigger = fields.String()
@@ -94,7 +95,7 @@ class MessageSchema(Schema):
         return data
 
 
-class ReportSchema(WithDestinations, MessageSchema):
+class ReportSchema(FastDump, WithDestinations, MessageSchema):
     id = fields.UUID(dump_only=True)
     owner_id = fields.UUID(dump_only=True)
     description = fields.String(allow_none=True)
@@ -185,7 +186,7 @@ class _Moment(fields.Field):
             raise ValidationError("must be between the years 1 and 9999 (in UTC)") from None
 
 
-class HistoryArgs(PageArgs):
+class HistoryArgs(CursorPageArgs):
     status = DelimitedList(fields.String(validate=validate.OneOf(EXECUTION_STATES)), load_default=list)
     trigger = DelimitedList(fields.String(validate=validate.OneOf(TRIGGERS)), load_default=list)
     since = _Moment(data_key="from", load_default=None)

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from services.api import destinations as destinations_api
 from services.api.executions.schemas import ExecutionSchema
-from services.api.pagination import PageArgs, page_schema, paginate
+from services.api.pagination import CursorPageArgs, cursor_page_schema, keyset_paginate
 from services.api.parsing import Blueprint, text_problem
 from services.api.patching import patch_schema, patched_with_destinations
 from services.api.reports.schemas import (
@@ -44,12 +44,12 @@ def _get(report_id, *, writable: bool = False) -> ScheduledReport:
 
 @blp.route("", methods=["GET"])
 @login_required()
-@blp.arguments(PageArgs, location="query")
-@blp.response(200, page_schema(ReportSchema))
+@blp.arguments(CursorPageArgs, location="query")
+@blp.response(200, cursor_page_schema(ReportSchema))
 def list_reports(args):
-    query = sa.select(ScheduledReport).order_by(ScheduledReport.name, ScheduledReport.id)
-    query = only_visible(query, ScheduledReport)
-    body, headers = paginate(db(), query, args)
+    """Reports by name, each with its last run and its next run; page by `cursor` (or `offset`)."""
+    query = only_visible(sa.select(ScheduledReport), ScheduledReport)
+    body, headers = keyset_paginate(db(), query, args, ScheduledReport.name, ScheduledReport.id)
     body["items"] = _with_summary(list(body["items"]))
     return body, 200, headers
 
@@ -161,14 +161,14 @@ def test_report(report_id):
 @blp.route("/<uuid:report_id>/executions", methods=["GET"])
 @login_required()
 @blp.arguments(HistoryArgs, location="query")
-@blp.response(200, page_schema(ExecutionSchema))
+@blp.response(200, cursor_page_schema(ExecutionSchema))
 def list_executions(args, report_id):
-    """Runs of this report, newest first; filter by status, trigger and a from/to range."""
+    """Runs of this report, newest first; filter by status, trigger and a from/to range; page by `cursor`."""
     report = _get(report_id)
     query = reports.history_query(
         report.id, status=args["status"], trigger=args["trigger"], since=args.get("since"), until=args.get("until")
     )
-    body, headers = paginate(db(), query, args)
+    body, headers = keyset_paginate(db(), query, args, *reports.HISTORY_ORDER)
     return body, 200, headers
 
 
