@@ -102,6 +102,14 @@ def only_visible(query: sa.Select, model: type) -> sa.Select:
     return query.where(condition)
 
 
+def check_visible(model: type, object_id: uuid.UUID, *, what: str = "object") -> None:
+    """As get_owned for reading, without loading the object: one indexed lookup of its owner (lists under it)."""
+    columns = [model.owner_id] + ([model.shared] if hasattr(model, "shared") else [])
+    row = db().execute(sa.select(*columns).where(model.id == object_id)).first()
+    if row is None or not visible_to(me(), row[0], bool(row[1]) if len(row) > 1 else False):
+        raise NotFoundError(f"No such {what}.")
+
+
 def get_owned(model: type, object_id: uuid.UUID, *, writable: bool = False, what: str = "object"):
     """Load an object the caller may see: another user's private object is a 404.
 

@@ -6,6 +6,7 @@ from services.api.destination_schemas import MAX_RECIPIENTS, WithDestinations, r
 from services.api.executions.schemas import DeliverySchema
 from services.api.pagination import CursorPageArgs
 from services.api.reports.schemas import ScheduleSchema
+from services.api.serialization import FastDump
 from shared.alerts import parse_condition
 from shared.errors import FieldError
 from shared.models.alerts import ALERT_TRIGGERS, EVENT_STATES, NOTIFY_MODES
@@ -62,7 +63,7 @@ class AlertDeliverySchema(DeliverySchema):
         exclude = ("smtp_reply",)
 
 
-class AlertEventSchema(Schema):
+class AlertEventSchema(FastDump):
     id = fields.UUID()
     alert_id = fields.UUID()
     trigger = fields.String()

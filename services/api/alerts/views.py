@@ -10,7 +10,7 @@ from services.api.pagination import PageArgs, cursor_page_schema, keyset_paginat
 from services.api.parsing import Blueprint
 from services.api.patching import patch_schema, patched_with_destinations
 from services.api.runtime import db, runtime
-from services.api.security import get_owned, login_required, me, only_visible
+from services.api.security import check_visible, get_owned, login_required, me, only_visible
 from shared import alerts, reports
 from shared.models import Alert, AlertEvent
 
@@ -117,8 +117,8 @@ def evaluate_alert(alert_id):
 @blp.response(200, cursor_page_schema(AlertEventSchema))
 def list_events(args, alert_id):
     """Evaluations of this alert, newest first; filter by state or trigger; page by `cursor`."""
-    alert = _get(alert_id)
-    query = alerts.events_query(alert.id, state=args.get("state"), trigger=args.get("trigger"))
+    check_visible(Alert, alert_id, what="alert")
+    query = alerts.events_query(alert_id, state=args.get("state"), trigger=args.get("trigger"))
     body, headers = keyset_paginate(db(), query, args, *alerts.EVENTS_ORDER)
     return body, 200, headers
 

@@ -1,12 +1,13 @@
 from flask import url_for
-from marshmallow import Schema, fields
+from marshmallow import fields
 from webargs.fields import DelimitedList
 
 from services.api.reports.schemas import HistoryArgs
+from services.api.serialization import FastDump
 from shared.destinations import ICONS
 
 
-class DeliverySchema(Schema):
+class DeliverySchema(FastDump):
     """One destination of a run: its channel, where it went, what happened and what the far end said."""
 
     destination_id = fields.UUID(allow_none=True)
@@ -36,7 +37,7 @@ class DeliverySchema(Schema):
         return obj.answer or getattr(obj, "smtp_reply", None)
 
 
-class ArtifactSchema(Schema):
+class ArtifactSchema(FastDump):
     id = fields.UUID()
     format = fields.String()
     filename = fields.String()
@@ -54,7 +55,7 @@ class ArtifactSchema(Schema):
         return url_for("executions.download_artifact", execution_id=artifact.execution_id, artifact_id=artifact.id)
 
 
-class ExecutionSchema(Schema):
+class ExecutionSchema(FastDump):
     id = fields.UUID()
     report_id = fields.UUID()
     trigger = fields.String()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Response, stream_with_context
 
+from services.api.executions.listing import execution_page
 from services.api.executions.schemas import AllHistoryArgs, ExecutionSchema
-from services.api.pagination import cursor_page_schema, keyset_paginate
+from services.api.pagination import cursor_page_schema
 from services.api.parsing import Blueprint
 from services.api.runtime import db, runtime
 from services.api.security import get_owned, login_required, only_visible
@@ -42,8 +43,7 @@ def list_all_executions(args):
     visible = only_visible(sa.select(ScheduledReport.id), ScheduledReport)
     if visible.whereclause is not None:
         query = query.where(ReportExecution.report_id.in_(visible))
-    body, headers = keyset_paginate(db(), query, args, *reports.HISTORY_ORDER)
-    return body, 200, headers
+    return execution_page(db(), query, args)
 
 
 @blp.route("/<uuid:execution_id>", methods=["GET"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from services.api import destinations as destinations_api
+from services.api.executions.listing import execution_page
 from services.api.executions.schemas import ExecutionSchema
 from services.api.pagination import CursorPageArgs, cursor_page_schema, keyset_paginate
 from services.api.parsing import Blueprint, text_problem
@@ -20,7 +21,7 @@ from services.api.reports.schemas import (
     UnsubscriptionSchema,
 )
 from services.api.runtime import db, runtime
-from services.api.security import get_owned, login_required, me, only_visible
+from services.api.security import check_visible, get_owned, login_required, me, only_visible
 from services.mailer.message_preview import preview_message
 from shared import reports, runs, unsubscribe
 from shared.errors import NotFoundError
@@ -164,12 +165,11 @@ def test_report(report_id):
 @blp.response(200, cursor_page_schema(ExecutionSchema))
 def list_executions(args, report_id):
     """Runs of this report, newest first; filter by status, trigger and a from/to range; page by `cursor`."""
-    report = _get(report_id)
+    check_visible(ScheduledReport, report_id, what="report")
     query = reports.history_query(
-        report.id, status=args["status"], trigger=args["trigger"], since=args.get("since"), until=args.get("until")
+        report_id, status=args["status"], trigger=args["trigger"], since=args.get("since"), until=args.get("until")
     )
-    body, headers = keyset_paginate(db(), query, args, *reports.HISTORY_ORDER)
-    return body, 200, headers
+    return execution_page(db(), query, args)
 
 
 @blp.route("/<uuid:report_id>/next-runs", methods=["GET"])
