@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from flask import Response
 from marshmallow import Schema
 from marshmallow.utils import missing
 
@@ -59,3 +61,12 @@ class FastDump(Schema):
                 if value is not missing:
                     result[key] = value
         return result
+
+
+def json_response(body: dict, headers: dict | None = None) -> Response:
+    """A 200 with a body that is already JSON-ready, encoded by orjson (several times faster than the standard
+    encoder on a page of 50 items)."""
+    response = Response(orjson.dumps(body), mimetype="application/json")
+    if headers:
+        response.headers.update(headers)
+    return response

@@ -319,3 +319,47 @@ def test_pausing_a_report_skips_its_scheduled_runs_not_yet_started(harness, anal
         kept = session.get(ReportExecution, uuid.UUID(manual))
     assert cancelled.status == "skipped" and "paused" in cancelled.error
     assert kept.status == "queued", "a run someone asked for by hand is kept"
+
+
+def _listed(client, report_id) -> dict:
+    response = client.get("/api/scheduled-reports?limit=50")
+    assert response.status_code == 200
+    return next(item for item in response.get_json()["items"] if item["id"] == report_id)
+
+
+def test_the_reports_list_never_shows_a_stale_report_whatever_changed_it(harness, analyst, query_id):
+    """The list reuses a report's dump while the report is unchanged; any change, even by SQL, shows at once."""
+    report = create(analyst, query_id, destinations=[{"kind": "webhook", "url": "https://hooks.example.com/a"}])
+    report_id = report["id"]
+    assert _listed(analyst, report_id) == analyst.get(f"/api/scheduled-reports/{report_id}").get_json()
+    assert _listed(analyst, report_id) == _listed(analyst, report_id)  # served again from the same state
+
+    changes = [
+        ("update scheduled_reports set is_active = false where id = :id", lambda item: item["is_active"] is False),
+        (
+            "update scheduled_reports set name = 'Renamed by hand' where id = :id",
+            lambda i: i["name"] == "Renamed by hand",
+        ),
+        (
+            "update scheduled_reports set schedule = :schedule where id = :id",
+            lambda item: item["schedule"]["time"] == "07:15",
+        ),
+        (
+            "update destinations set address = 'https://hooks.example.com/b', target = 'hooks2.example.com'"
+            " where report_id = :id and kind = 'webhook'",
+            lambda item: "hooks2.example.com" in [d["target"] for d in item["destinations"]],
+        ),
+    ]
+    schedule = '{"frequency": "daily", "time": "07:15", "timezone": "Europe/Berlin"}'
+    with harness.session_factory() as session:
+        db_id = session.get(ScheduledReport, uuid.UUID(report_id)).id
+    for statement, shows in changes:
+        with transaction(harness.session_factory) as session:
+            session.execute(sa.text(statement), {"id": db_id.hex, "schedule": schedule})
+        item = _listed(analyst, report_id)
+        assert shows(item), (statement, item)
+        assert item == analyst.get(f"/api/scheduled-reports/{report_id}").get_json()
+
+    assert analyst.post(f"/api/scheduled-reports/{report_id}/run").status_code == 202
+    item = _listed(analyst, report_id)
+    assert item["last_execution"] is not None and item["last_execution"]["trigger"] == "manual"

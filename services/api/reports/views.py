@@ -10,6 +10,7 @@ from services.api.executions.schemas import ExecutionSchema
 from services.api.pagination import CursorPageArgs, cursor_page_schema, keyset_paginate
 from services.api.parsing import Blueprint, text_problem
 from services.api.patching import patch_schema, patched_with_destinations
+from services.api.reports.listing import DumpCache
 from services.api.reports.schemas import (
     HistoryArgs,
     MessagePreviewRequestSchema,
@@ -22,6 +23,7 @@ from services.api.reports.schemas import (
 )
 from services.api.runtime import db, runtime
 from services.api.security import check_visible, get_owned, login_required, me, only_visible
+from services.api.serialization import json_response
 from services.mailer.message_preview import preview_message
 from shared import reports, runs, unsubscribe
 from shared.errors import NotFoundError
@@ -51,8 +53,12 @@ def list_reports(args):
     """Reports by name, each with its last run and its next run; page by `cursor` (or `offset`)."""
     query = only_visible(sa.select(ScheduledReport), ScheduledReport)
     body, headers = keyset_paginate(db(), query, args, ScheduledReport.name, ScheduledReport.id)
-    body["items"] = _with_summary(list(body["items"]))
-    return body, 200, headers
+    body["items"] = [_DUMPS.dump(item) for item in _with_summary(list(body["items"]))]
+    return json_response(body, headers)
+
+
+# Report dumps by state, reused while a report is unchanged (services/api/reports/listing.py).
+_DUMPS = DumpCache(ReportSchema())
 
 
 @blp.route("", methods=["POST"])
