@@ -76,7 +76,7 @@ class Settings:
     # Due reports claimed, inserted and committed per dispatcher transaction.
     dispatch_batch_size: int = 1000
     # Old executions deleted per purge transaction, and how long one purge tick may work.
-    purge_batch_size: int = 500
+    purge_batch_size: int = 250
     purge_time_budget_s: int = 300
     # gunicorn worker processes of `biapp api`; 0: one per usable CPU, at most 8 (services/cli.py default_api_workers).
     api_workers: int = 0

@@ -63,6 +63,9 @@ RECOVERED_BY: dict[str, str] = {
 
 log = logging.getLogger(__name__)
 
+# What RabbitmqBroker.enqueue sends with every message (persistent, no priority): one instance for a batch's thousands.
+_PERSISTENT = pika.BasicProperties(delivery_mode=2)
+
 
 class Publisher(Protocol):
     def send(self, actor_name: str, *args: object, delay_ms: int | None = None) -> str: ...
@@ -155,11 +158,12 @@ class BrokerPublisher:
         # The blocking channel flushes the socket after every message; its underlying channel only
         # buffers the frames, and tx.commit flushes them all and waits for the broker's answer once.
         publish = getattr(channel, "_impl", channel).basic_publish
+        priority = message.options.get("broker_priority")
         publish(
             exchange="",
             routing_key=routing_key,
             body=message.encode(),
-            properties=pika.BasicProperties(delivery_mode=2, priority=message.options.get("broker_priority")),
+            properties=_PERSISTENT if priority is None else pika.BasicProperties(delivery_mode=2, priority=priority),
         )
         self.broker.emit_after("enqueue", message, delay_ms)
 

@@ -11,8 +11,10 @@ Cron expressions are evaluated by cronsim on zone-aware local times, with the sa
 from __future__ import annotations
 
 import calendar
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
@@ -85,6 +87,17 @@ def parse_schedule(raw: dict) -> Schedule:
         except CronSimError as exc:
             raise ScheduleError("cron", f"{cron!r} is not a valid cron expression: {exc}") from None
     return Schedule(frequency, zone_name, at, days, day_of_month, cron)
+
+
+def parse_stored_schedule(raw: dict) -> Schedule:
+    """parse_schedule for a stored schedule, parsed once per distinct value: thousands of reports share one."""
+    return _parse_by_text(json.dumps(raw, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=4096)
+def _parse_by_text(text: str) -> Schedule:
+    # A Schedule is frozen, so one instance may serve every caller; errors are not cached.
+    return parse_schedule(json.loads(text))
 
 
 def check_zone(name: object) -> str:

@@ -7,10 +7,10 @@ import sqlalchemy as sa
 from services.api import destinations as destinations_api
 from services.api.executions.listing import execution_page
 from services.api.executions.schemas import ExecutionSchema
-from services.api.pagination import CursorPageArgs, cursor_page_schema, keyset_paginate
+from services.api.pagination import CursorPageArgs, cursor_page_schema
 from services.api.parsing import Blueprint, text_problem
 from services.api.patching import patch_schema, patched_with_destinations
-from services.api.reports.listing import DumpCache
+from services.api.reports.listing import DumpCache, report_page
 from services.api.reports.schemas import (
     HistoryArgs,
     MessagePreviewRequestSchema,
@@ -33,11 +33,10 @@ blp = Blueprint("scheduled_reports", __name__, url_prefix="/api/scheduled-report
 
 
 def _with_summary(items: list[ScheduledReport]) -> list[ScheduledReport]:
-    latest = reports.last_executions(db(), [r.id for r in items])
-    gone = unsubscribe.unsubscribed_by_report(db(), [r.id for r in items])
+    latest, gone = _summaries([r.id for r in items])
     for item in items:
         item.last_execution = latest.get(item.id)
-        item.unsubscribed = sorted(gone.get(item.id, ()))
+        item.unsubscribed = gone.get(item.id, [])
     return items
 
 
@@ -52,9 +51,14 @@ def _get(report_id, *, writable: bool = False) -> ScheduledReport:
 def list_reports(args):
     """Reports by name, each with its last run and its next run; page by `cursor` (or `offset`)."""
     query = only_visible(sa.select(ScheduledReport), ScheduledReport)
-    body, headers = keyset_paginate(db(), query, args, ScheduledReport.name, ScheduledReport.id)
-    body["items"] = [_DUMPS.dump(item) for item in _with_summary(list(body["items"]))]
+    body, headers = report_page(db(), query, args, _DUMPS, _summaries)
     return json_response(body, headers)
+
+
+def _summaries(report_ids: list) -> tuple[dict, dict]:
+    """Each report's last run and its unsubscribed addresses (sorted), two queries for a whole page."""
+    gone = unsubscribe.unsubscribed_by_report(db(), report_ids)
+    return reports.last_executions(db(), report_ids), {key: sorted(value) for key, value in gone.items()}
 
 
 # Report dumps by state, reused while a report is unchanged (services/api/reports/listing.py).
