@@ -215,8 +215,10 @@ class Pipeline:
             prom = self.tmp_path / f"prom-{n}"
             prom.mkdir()
             env = {**self.env, "dramatiq_prom_port": str(free_port()), "dramatiq_prom_db": str(prom)}
+            # One Dramatiq master (a renderer pod's `--lane main`): SIGKILL of its group kills the work in progress.
+            lane = ["--lane", "main"] if service == "renderer" else []
             process = Process(
-                ["worker", service, "--processes", "1", "--threads", str(threads)],
+                ["worker", service, *lane, "--processes", "1", "--threads", str(threads)],
                 env,
                 log=self.tmp_path / f"{service}-{n}.log",
             )

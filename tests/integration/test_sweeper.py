@@ -295,7 +295,12 @@ def test_an_abandoned_sending_run_is_finally_closed_from_its_ledger(make_ctx, pg
 
 
 def start_worker(service: str, worker_env: dict, tmp_path, name: str) -> Process:
-    return Process(["worker", service, "--processes", "1", "--threads", "1"], worker_env, log=tmp_path / f"{name}.log")
+    # One Dramatiq master, as a renderer pod runs it (`--lane main`), so a SIGKILL of its process group kills
+    # the render in progress; the default lane supervises two masters that would finish it on SIGTERM instead.
+    lane = ["--lane", "main"] if service == "renderer" else []
+    return Process(
+        ["worker", service, *lane, "--processes", "1", "--threads", "1"], worker_env, log=tmp_path / f"{name}.log"
+    )
 
 
 def _finished(factory, execution_id):
