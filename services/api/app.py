@@ -19,7 +19,7 @@ from services.api.limits import limiter, limiter_config
 from services.api.ops.views import bp as ops_bp
 from services.api.ops.views import install_request_metrics
 from services.api.parsing import install_request_checks
-from services.api.runtime import ApiRuntime, close_db
+from services.api.runtime import ApiRuntime, close_db, read_only_sessions
 from services.api.security import install_jwt
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, load_settings
@@ -129,6 +129,7 @@ def create_app(
         clock=clock or SystemClock(),
         store=build_store(settings.artifact_store),
         broker_ready=_broker_check(settings),
+        read_session_factory=read_only_sessions(session_factory),
     )
     app.teardown_appcontext(close_db)
     install_request_checks(app)

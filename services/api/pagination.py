@@ -22,6 +22,7 @@ import binascii
 import functools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -201,14 +202,33 @@ def _next_link(cursor: str) -> str:
     return f'<{request.base_url}?{urlencode(query)}>; rel="next"'
 
 
-def keyset_paginate(session: Session, query: sa.Select, args: dict, *order, rows: bool = False) -> tuple[dict, dict]:
+TOTAL = "page_total"  # the label of the count folded into a page's statement
+PAGE = "page"  # the name of the page's rows as `decorate` sees them
+
+
+def _ordered(columns, keys: list[_Key]) -> list:
+    return [columns[key.attribute].desc() if key.descending else columns[key.attribute].asc() for key in keys]
+
+
+def keyset_paginate(
+    session: Session,
+    query: sa.Select,
+    args: dict,
+    *order,
+    rows: bool = False,
+    decorate: Callable[[sa.Subquery], sa.Select] | None = None,
+    on_empty: Callable[[], None] | None = None,
+) -> tuple[dict, dict]:
     """One page of `query` in `order` (unique: end with the id), by cursor or by offset.
 
     Items are the query's entities, or with `rows=True` its result rows (a select of columns, which skips
     the ORM's per-object cost on long lists).
 
-    Statements: one capped count and one page query (plus the items' eager loads), whatever the page's
-    size or depth.
+    One statement: the page's rows with the capped count beside them (evaluated once). `decorate(page)`
+    may add columns to each row of the page (its children as JSON, say): it gets the page as a subquery,
+    already limited, and returns the select to run, so what it adds is computed for the page's rows only,
+    never for rows an offset skips. A page with no rows runs `on_empty` (which may raise: the list's
+    owner is not visible) and, beyond the first page, a count of its own.
     """
     keys = _keys(order)
     limit, offset = args["limit"], args["offset"]
@@ -218,17 +238,31 @@ def keyset_paginate(session: Session, query: sa.Select, args: dict, *order, rows
         # In the list's order, so the count walks the same index as the page, and stops at the cap.
         counted = query.order_by(None).order_by(*order).with_only_columns(*(key.column for key in keys))
         counted = counted.limit(TOTAL_CAP + 1)
-    total = session.execute(sa.select(sa.func.count()).select_from(counted.subquery())).scalar_one()
-    exact = args.get("count") == "exact" or total <= TOTAL_CAP
-    total = min(total, TOTAL_CAP) if not exact else total
+    count = sa.select(sa.func.count()).select_from(counted.subquery())
 
     page = query.order_by(None).order_by(*order)
     if args.get("cursor"):
         page = page.where(_after(keys, decode_cursor(keys, args["cursor"])))
-    else:
+    elif offset:
         page = page.offset(offset)
-    result = session.execute(page.limit(limit + 1))
-    found = result.all() if rows else result.scalars().all()
+    page = page.limit(limit + 1)
+    if decorate is not None:
+        inner = page.subquery(PAGE)
+        page = decorate(inner).order_by(*_ordered(inner.c, keys))
+    page = page.add_columns(count.scalar_subquery().label(TOTAL))
+    found = session.execute(page).all()
+    if found:
+        total = found[0]._mapping[TOTAL]
+    else:
+        if on_empty is not None:
+            on_empty()
+        first = not args.get("cursor") and not offset
+        total = 0 if first else session.execute(count).scalar_one()
+    if not rows:
+        found = [row[0] for row in found]
+    exact = args.get("count") == "exact" or total <= TOTAL_CAP
+    total = min(total, TOTAL_CAP) if not exact else total
+
     items, more = found[:limit], len(found) > limit
     next_cursor = encode_cursor(keys, items[-1]) if more and items else None
 

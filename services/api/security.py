@@ -102,6 +102,15 @@ def only_visible(query: sa.Select, model: type) -> sa.Select:
     return query.where(condition)
 
 
+def under_visible(query: sa.Select, model: type, object_id: uuid.UUID) -> sa.Select:
+    """A list under one object (a report's runs, an alert's events), read in the same statement as the check
+    that the caller may see that object: for anyone but an admin, rows only while the object is theirs or
+    shared. An empty page then asks `check_visible` whether the object is there at all (404 or empty)."""
+    if me().role == "admin":
+        return query
+    return query.where(sa.exists(only_visible(sa.select(model.id).where(model.id == object_id), model)))
+
+
 def check_visible(model: type, object_id: uuid.UUID, *, what: str = "object") -> None:
     """As get_owned for reading, without loading the object: one indexed lookup of its owner (lists under it)."""
     columns = [model.owner_id] + ([model.shared] if hasattr(model, "shared") else [])

@@ -58,7 +58,13 @@ def seed(factory) -> uuid.UUID:
                 attempts=2,
                 late=True,
             ),
-            dict(status="success", started_at=T0, finished_at=T0, row_count=0),
+            # whole seconds (no fraction in ISO 8601), and 1.001 s: 1000 ms as Python computes it (1000.999...)
+            dict(
+                status="success",
+                started_at=T0.replace(microsecond=0),
+                finished_at=T0.replace(microsecond=0) + timedelta(seconds=1, microseconds=1000),
+                row_count=0,
+            ),
         ]
         for n, shape in enumerate(shapes):
             at = T0 + timedelta(minutes=n)

@@ -111,6 +111,52 @@ def test_statements_per_page_do_not_grow_with_the_page_size(harness, admin, seed
     assert counts[5] == counts[200], (name, counts)
 
 
+@contextlib.contextmanager
+def transaction_states(harness):
+    """For every statement the application runs inside the block, whether its connection was inside a
+    transaction when it was sent (psycopg's view of the session: a BEGIN was sent before it)."""
+    engine = harness.session_factory.kw["bind"]
+    states: list[tuple[str, str]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        states.append((conn.connection.dbapi_connection.info.transaction_status.name, statement[:80]))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield states
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("name", LIST_NAMES)
+@pytest.mark.parametrize("who", ["admin", "owner"])
+def test_a_list_page_is_the_token_check_and_one_statement_outside_a_transaction(harness, seeded, name, who, request):
+    """Each database round trip costs a list page about a millisecond: a page is read by one statement
+    (rows, their children, the count, the caller's right to see them), after the token's own check, and a
+    read opens no transaction (no BEGIN and ROLLBACK around it)."""
+    client = request.getfixturevalue(who)
+    url = lists(seeded)[name]
+    first = _get(client, _with(url, limit=20)).get_json()  # warm: fills the reports list's dump cache
+    assert first["items"], name
+    for page in (_with(url, limit=20), _with(url, limit=20, cursor=first["next_cursor"])):
+        with transaction_states(harness) as states:
+            body = _get(client, page).get_json()
+        assert body["items"], (name, page)
+        assert len(states) == 2, (name, who, states)
+        assert {state for state, _ in states} == {"IDLE"}, (name, who, states)
+
+
+def test_a_write_still_runs_in_one_transaction(harness, admin, seeded):
+    _, made = seeded
+    url = f"/api/scheduled-reports/{made.big_report_id}"
+    name = _get(admin, url).get_json()["name"]
+    with transaction_states(harness) as states:
+        response = admin.patch(url, json={"name": name})
+    assert response.status_code == 200, response.get_json()
+    writes = [state for state, statement in states if statement.startswith(("UPDATE", "INSERT", "DELETE"))]
+    assert writes and set(writes) == {"INTRANS"}, states  # after the reads of the same transaction
+
+
 def _explain(harness, statement: str, parameters) -> str:
     engine = harness.session_factory.kw["bind"]
     with engine.connect() as conn:

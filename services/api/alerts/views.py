@@ -5,12 +5,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from services.api import destinations as destinations_api
+from services.api.alerts.listing import event_page
 from services.api.alerts.schemas import AlertEventSchema, AlertSchema, EvaluateAcceptedSchema, EventArgs
-from services.api.pagination import PageArgs, cursor_page_schema, keyset_paginate, page_schema, paginate
+from services.api.pagination import PageArgs, cursor_page_schema, page_schema, paginate
 from services.api.parsing import Blueprint
 from services.api.patching import patch_schema, patched_with_destinations
 from services.api.runtime import db, runtime
-from services.api.security import check_visible, get_owned, login_required, me, only_visible
+from services.api.security import check_visible, get_owned, login_required, me, only_visible, under_visible
 from shared import alerts, reports
 from shared.models import Alert, AlertEvent
 
@@ -117,10 +118,9 @@ def evaluate_alert(alert_id):
 @blp.response(200, cursor_page_schema(AlertEventSchema))
 def list_events(args, alert_id):
     """Evaluations of this alert, newest first; filter by state or trigger; page by `cursor`."""
-    check_visible(Alert, alert_id, what="alert")
     query = alerts.events_query(alert_id, state=args.get("state"), trigger=args.get("trigger"))
-    body, headers = keyset_paginate(db(), query, args, *alerts.EVENTS_ORDER)
-    return body, 200, headers
+    query = under_visible(query, Alert, alert_id)
+    return event_page(db(), query, args, on_empty=lambda: check_visible(Alert, alert_id, what="alert"))
 
 
 @blp.route("/<uuid:alert_id>/destinations/<uuid:destination_id>/test", methods=["POST"])

@@ -2,10 +2,11 @@
 
 A page of 50 runs carries about 150 deliveries and 100 files: loaded as ORM objects and dumped field by
 field through marshmallow that was ~4,000 field calls and ~300 objects per request, most of a history
-page's time. Here the page is one select of columns, its deliveries and files one select each, and each
-item is built as the dict `ExecutionSchema` would dump for the same run (a test compares the two on
-every kind of run, so they cannot drift apart). The schemas still describe these lists in the OpenAPI
-document.
+page's time. On PostgreSQL a page is one statement whose rows are each run's JSON, deliveries and files
+included, made by the database (`ITEM_JSON`) beside the page's count; elsewhere a select of columns, the
+deliveries and files one select each, and each item built here. Both are exactly what `ExecutionSchema`
+dumps for the same run (tests compare them on every kind of run, so they cannot drift apart). The
+schemas still describe these lists in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import sqlalchemy as sa
 from flask import request
 from sqlalchemy.orm import Session
 
-from services.api.pagination import keyset_paginate
-from services.api.serialization import json_response
+from services.api.pagination import PAGE, keyset_paginate
+from services.api.serialization import delivery_pairs, iso_sql, json_list_sql, json_object_sql, json_response
 from shared import reports
 from shared.destinations import ICONS
 from shared.models import Artifact, Delivery, ReportExecution
@@ -109,69 +110,73 @@ def _artifact(row, prefix: str) -> dict:
     }
 
 
-def _iso_sql(column: str) -> str:
-    """SQL for a timestamptz as Python's isoformat() writes a UTC datetime (no fraction when it is zero)."""
-    return (
-        f"CASE WHEN {column} IS NULL THEN NULL"
-        f" WHEN extract(microseconds FROM {column})::bigint % 1000000 = 0"
-        f" THEN to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"
-        f" ELSE to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') END"
+_DELIVERIES = json_list_sql(
+    "deliveries d", delivery_pairs("d", smtp_reply=True), "d.recipient", f"d.execution_id={PAGE}.id"
+)
+_ARTIFACTS = json_list_sql(
+    "artifacts a",
+    {
+        "id": "a.id::text",
+        "format": "a.format",
+        "filename": "a.filename",
+        "content_type": "a.content_type",
+        "size": "a.size",
+        "sha256": "a.sha256",
+        "expires_at": iso_sql("a.expires_at"),
+        "purged_at": "NULL",
+        "download_url": ":download_prefix||a.execution_id::text||'/artifacts/'||a.id::text",
+    },
+    "a.created_at",
+    f"a.execution_id={PAGE}.id AND a.purged_at IS NULL",
+)
+_RUN = {
+    "id": f"{PAGE}.id::text",
+    "report_id": f"{PAGE}.report_id::text",
+    "trigger": f"{PAGE}.trigger",
+    "status": f"{PAGE}.status",
+    **{
+        moment: iso_sql(f"{PAGE}.{moment}")
+        for moment in ("scheduled_for", "queued_at", "started_at", "rendered_at", "sending_at", "finished_at")
+    },
+    # as Python's int((finished - started).total_seconds() * 1000): in double precision, truncated
+    "duration_ms": f"trunc(extract(epoch FROM {PAGE}.finished_at-{PAGE}.started_at)::float8*1000)::bigint",
+    "row_count": f"{PAGE}.row_count",
+    "truncated": f"{PAGE}.truncated",
+    "attempts": f"{PAGE}.attempts",
+    "late": f"{PAGE}.late",
+    "error": f"{PAGE}.error",
+    "deliveries": _DELIVERIES,
+    "artifacts": _ARTIFACTS,
+}
+# Built once: a page's run, whole, as ExecutionSchema would dump it, in JSON made by PostgreSQL.
+ITEM_JSON = (
+    sa.text("SELECT " + json_object_sql(_RUN) + "::text")
+    .bindparams(
+        sa.bindparam("download_prefix", type_=sa.Text, callable_=lambda: f"{request.script_root}/api/executions/")
     )
-
-
-_CHANNEL = "coalesce(nullif(channel, ''), 'email')"
-_ICON = "CASE " + _CHANNEL + " " + " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in ICONS.items()) + " ELSE 'mail' END"
-_TARGET = "coalesce(nullif(target, ''), recipient)"
-# The same items as _delivery and _artifact, built by PostgreSQL: one JSON array per run.
-_DELIVERIES_JSON = sa.text(
-    "SELECT execution_id, json_agg(json_build_object("
-    "'destination_id', destination_id::text, 'kind', channel, 'icon', " + _ICON + ", 'target', " + _TARGET + ","
-    " 'recipient', CASE WHEN " + _CHANNEL + " = 'email' THEN recipient ELSE " + _TARGET + " END,"
-    " 'role', kind, 'status', status, 'attempts', attempts, 'error', error,"
-    " 'answer', coalesce(nullif(answer, ''), smtp_reply), 'smtp_reply', smtp_reply,"
-    " 'next_attempt_at', " + _iso_sql("next_attempt_at") + ", 'sent_at', " + _iso_sql("sent_at") + ""
-    ") ORDER BY recipient)::text AS payload FROM deliveries WHERE execution_id = ANY(:ids) GROUP BY execution_id"
-)
-_ARTIFACTS_JSON = sa.text(
-    "SELECT execution_id, json_agg(json_build_object("
-    "'id', id::text, 'format', format, 'filename', filename, 'content_type', content_type, 'size', size,"
-    " 'sha256', sha256, 'expires_at', " + _iso_sql("expires_at") + ", 'purged_at', NULL,"
-    " 'download_url', :prefix || '/' || execution_id::text || '/artifacts/' || id::text"
-    ") ORDER BY created_at)::text AS payload"
-    " FROM artifacts WHERE execution_id = ANY(:ids) AND purged_at IS NULL GROUP BY execution_id"
+    .columns(sa.column("item", sa.Text))
+    .scalar_subquery()
+    .label("item_json")
 )
 
 
-def _children_in_sql(session: Session, ids: list, prefix: str) -> tuple[dict, dict]:
-    """Each run's deliveries and live files as JSON text made by PostgreSQL, embedded as they are."""
-    deliveries = {
-        row.execution_id: orjson.Fragment(row.payload) for row in session.execute(_DELIVERIES_JSON, {"ids": ids})
-    }
-    files = {
-        row.execution_id: orjson.Fragment(row.payload)
-        for row in session.execute(_ARTIFACTS_JSON, {"ids": ids, "prefix": prefix})
-    }
-    return deliveries, files
+def _as_json(page: sa.Subquery) -> sa.Select:
+    """Each row of the page as its item's JSON, beside its sort key (see keyset_paginate's `decorate`)."""
+    return sa.select(page.c.queued_at, page.c.id, ITEM_JSON)
 
 
-def dump_executions(session: Session, rows) -> list[dict]:
-    """Rows of EXECUTION_COLUMNS as ExecutionSchema dumps them, with their deliveries and live files.
-
-    On PostgreSQL the nested lists arrive as JSON built by the database (about 0.2 ms of Python per run
-    less); elsewhere they are built here. Both are compared with the run's own page by the tests.
-    """
-    ids = [row.id for row in rows]
+def dump_executions(session: Session, rows, prefix: str) -> list[dict]:
+    """Rows of EXECUTION_COLUMNS as ExecutionSchema dumps them, with their deliveries and live files (two
+    more statements): the items of a page where the database cannot build them (SQLite)."""
     deliveries: dict = defaultdict(list)
     files: dict = defaultdict(list)
-    if ids and session.get_bind().dialect.name == "postgresql":
-        deliveries, files = _children_in_sql(session, ids, f"{request.script_root}/api/executions")
-    elif ids:
+    if rows:
+        ids = [row.id for row in rows]
         found = session.execute(
             sa.select(*DELIVERY_COLUMNS).where(Delivery.execution_id.in_(ids)).order_by(Delivery.recipient)
         )
         for row in found:
             deliveries[row.execution_id].append(_delivery(row))
-        prefix = f"{request.script_root}/api/executions"
         found = session.execute(
             sa.select(*ARTIFACT_COLUMNS)
             .where(Artifact.execution_id.in_(ids), Artifact.purged_at.is_(None))
@@ -209,10 +214,25 @@ def dump_executions(session: Session, rows) -> list[dict]:
     return items
 
 
-def execution_page(session: Session, query: sa.Select, args: dict):
-    """A page of `query` (executions in history order) as the JSON response, with its paging headers."""
+def execution_page(session: Session, query: sa.Select, args: dict, on_empty=None):
+    """A page of `query` (executions in history order) as the JSON response, with its paging headers.
+
+    On PostgreSQL one statement reads the page, its count and each run's deliveries and files.
+    `on_empty` runs when the page has no rows (see keyset_paginate).
+    """
+    prefix = f"{request.script_root}/api/executions"
+    in_sql = session.get_bind().dialect.name == "postgresql"
     body, headers = keyset_paginate(
-        session, query.with_only_columns(*EXECUTION_COLUMNS), args, *reports.HISTORY_ORDER, rows=True
+        session,
+        query.with_only_columns(*EXECUTION_COLUMNS),
+        args,
+        *reports.HISTORY_ORDER,
+        rows=True,
+        decorate=_as_json if in_sql else None,
+        on_empty=on_empty,
     )
-    body["items"] = dump_executions(session, body["items"])
+    if in_sql:
+        body["items"] = [orjson.Fragment(row.item_json) for row in body["items"]]
+    else:
+        body["items"] = dump_executions(session, body["items"], prefix)
     return json_response(body, headers)

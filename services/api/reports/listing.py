@@ -19,12 +19,13 @@ import sqlalchemy as sa
 from marshmallow import Schema
 from sqlalchemy.orm import Session
 
-from services.api.pagination import keyset_paginate
+from services.api.pagination import PAGE, keyset_paginate
 from shared.models import Destination, ScheduledReport
 
 REPORT_COLUMNS = tuple(attr.key for attr in sa.inspect(ScheduledReport).column_attrs)
 DESTINATION_COLUMNS = tuple(attr.key for attr in sa.inspect(Destination).column_attrs)
 MAX_ENTRIES = 4096
+ORDER = (ScheduledReport.name, ScheduledReport.id)
 
 
 def _values(obj, columns: tuple[str, ...]) -> tuple:
@@ -41,38 +42,46 @@ def _values(obj, columns: tuple[str, ...]) -> tuple:
     return tuple(values)
 
 
-def _versions(session: Session) -> tuple[list, list] | None:
-    """On PostgreSQL, the columns that say which version of a row this is: its id and its `xmin`, the
-    transaction that wrote this version (any change to the row, by any means, writes a new one)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    report = [ScheduledReport.id, sa.literal_column("scheduled_reports.xmin::text").label("version")]
-    destination = [Destination.report_id, Destination.id, sa.literal_column("destinations.xmin::text").label("version")]
-    return report, destination
+# On PostgreSQL, what a report's dump is made from, read beside each report of a page (see report_page).
+# `xmin` is the transaction that wrote a row's current version: any change to a row, by any means, writes
+# a new one. Subqueries correlated to the page's rows, made once.
+_STATE_COLUMNS = (
+    sa.literal_column(
+        f"(SELECT string_agg(d.id::text||':'||d.xmin::text, ',' ORDER BY d.position, d.id)"
+        f" FROM destinations d WHERE d.report_id={PAGE}.id)"
+    ).label("destination_versions"),
+    sa.literal_column(
+        f"""(SELECT array_agg(u.address ORDER BY u.address COLLATE "C")"""
+        f" FROM unsubscriptions u WHERE u.report_id={PAGE}.id)"
+    ).label("unsubscribed"),
+    sa.literal_column(
+        "(SELECT json_build_array(e.id,e.status,e.trigger,e.scheduled_for,e.queued_at,e.finished_at,e.error)::text"
+        f" FROM report_executions e WHERE e.report_id={PAGE}.id ORDER BY e.queued_at DESC, e.id DESC LIMIT 1)"
+    ).label("last_run"),
+)
+
+
+def _with_state(page: sa.Subquery) -> sa.Select:
+    return sa.select(page, *_STATE_COLUMNS)
 
 
 def report_page(session: Session, query: sa.Select, args: dict, dumps: DumpCache, summary) -> tuple[list, dict]:
     """A page of reports as their dumps: rows of columns first (no ORM objects); a report is loaded and
     dumped only when its state is not in `dumps` (the first time a process serves it, or after a change).
 
-    On PostgreSQL a report's state is the version (xmin) of its row and of each of its destinations' rows,
-    its last run and its unsubscribed addresses; elsewhere every column value of those rows. `query`
-    selects ScheduledReport (narrowed to what the caller may see); `summary(ids)` gives each report's
-    (last run row, sorted unsubscribed addresses).
+    On PostgreSQL one statement reads the page with each report's state: the version (xmin) of its row
+    and of each of its destinations' rows, its last run and its unsubscribed addresses. Elsewhere the
+    state is every column value of those rows, read by three more statements. `query` selects
+    ScheduledReport (narrowed to what the caller may see); `summary(ids)` gives each report's (last run
+    row, sorted unsubscribed addresses).
     """
-    versions = _versions(session)
-    if versions is None:
-        report_columns = [getattr(ScheduledReport, c) for c in REPORT_COLUMNS]
-        destination_columns = [getattr(Destination, c) for c in DESTINATION_COLUMNS]
-    else:
-        report_columns, destination_columns = versions
-        report_columns = [*report_columns, ScheduledReport.name]
+    if session.get_bind().dialect.name == "postgresql":
+        return _report_page_in_sql(session, query, args, dumps, summary)
     body, headers = keyset_paginate(
         session,
-        query.with_only_columns(*report_columns),
+        query.with_only_columns(*(getattr(ScheduledReport, c) for c in REPORT_COLUMNS)),
         args,
-        ScheduledReport.name,
-        ScheduledReport.id,
+        *ORDER,
         rows=True,
     )
     rows = body["items"]
@@ -80,7 +89,7 @@ def report_page(session: Session, query: sa.Select, args: dict, dumps: DumpCache
     destinations: dict = {}
     if ids:
         found = session.execute(
-            sa.select(*destination_columns)
+            sa.select(*(getattr(Destination, c) for c in DESTINATION_COLUMNS))
             .where(Destination.report_id.in_(ids))
             .order_by(Destination.report_id, Destination.position)
         )
@@ -90,26 +99,47 @@ def report_page(session: Session, query: sa.Select, args: dict, dumps: DumpCache
     items = []
     for row in rows:
         last = latest.get(row.id)
-        if versions is None:
-            state = (
-                _values(row, REPORT_COLUMNS),
-                tuple(_values(d, DESTINATION_COLUMNS) for d in destinations.get(row.id, ())),
-            )
-        else:
-            state = (row.id.hex, row.version, tuple((d.id.hex, d.version) for d in destinations.get(row.id, ())))
+        state = (
+            _values(row, REPORT_COLUMNS),
+            tuple(_values(d, DESTINATION_COLUMNS) for d in destinations.get(row.id, ())),
+        )
         key = (*state, None if last is None else tuple(last), tuple(gone.get(row.id, ())))
         dumped = dumps.get(key)
         if dumped is None:
             report = session.get(ScheduledReport, row.id)
             report.last_execution, report.unsubscribed = last, list(gone.get(row.id, ()))
-            if versions is None:  # stored under the values dumped (they may have changed since the page's read)
-                state = (
-                    _values(report, REPORT_COLUMNS),
-                    tuple(_values(d, DESTINATION_COLUMNS) for d in report.destinations),
-                )
-                key = (*state, key[2], key[3])
-            # On PostgreSQL, stored under the versions read above: if the report changed in between, those
-            # never come back (a row's superseded version is never current again), so the entry is never hit.
+            # stored under the values dumped (they may have changed since the page's read)
+            state = (
+                _values(report, REPORT_COLUMNS),
+                tuple(_values(d, DESTINATION_COLUMNS) for d in report.destinations),
+            )
+            dumped = dumps.put((*state, key[2], key[3]), dumps.schema.dump(report))
+        items.append(dumped)
+    body["items"] = items
+    return body, headers
+
+
+def _report_page_in_sql(session: Session, query: sa.Select, args: dict, dumps: DumpCache, summary):
+    columns = (ScheduledReport.id, sa.literal_column("scheduled_reports.xmin::text").label("version"))
+    body, headers = keyset_paginate(
+        session,
+        query.with_only_columns(*columns, ScheduledReport.name),
+        args,
+        *ORDER,
+        rows=True,
+        decorate=_with_state,
+    )
+    items = []
+    for row in body["items"]:
+        gone = tuple(sorted(row.unsubscribed or ()))
+        key = (row.id.hex, row.version, row.destination_versions, row.last_run, gone)
+        dumped = dumps.get(key)
+        if dumped is None:
+            # Stored under the versions read by the page: if the report changed in between, those never
+            # come back (a row's superseded version is never current again), so the entry is never hit.
+            report = session.get(ScheduledReport, row.id)
+            latest, _ = summary([row.id]) if row.last_run else ({}, None)
+            report.last_execution, report.unsubscribed = latest.get(row.id), list(gone)
             dumped = dumps.put(key, dumps.schema.dump(report))
         items.append(dumped)
     body["items"] = items
