@@ -98,7 +98,9 @@ class AlertEvent(Base):
             sqlite_where=sa.text("trigger = 'schedule'"),
         ),
         # An alert's evaluations newest first, the id breaking ties (read backwards: the events list).
-        sa.Index("ix_alert_events_alert_history", "alert_id", "queued_at", "id"),
+        sa.Index(
+            "ix_alert_events_alert_history", "alert_id", "queued_at", "id", postgresql_include=["state", "trigger"]
+        ),
         sa.Index("ix_alert_events_state_queued_at", "state", "queued_at"),
         sa.CheckConstraint(f"state in {EVENT_STATES!r}", name="state"),
         sa.CheckConstraint(f"trigger in {ALERT_TRIGGERS!r}", name="trigger"),

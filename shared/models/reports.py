@@ -111,11 +111,21 @@ class ReportExecution(Base):
             postgresql_where=sa.text("trigger = 'schedule'"),
             sqlite_where=sa.text("trigger = 'schedule'"),
         ),
-        sa.Index("ix_report_executions_status_queued_at", "status", "queued_at"),
         # Histories newest first, the id breaking ties (read backwards): a report's (and its newest run),
-        # and everyone's.
-        sa.Index("ix_report_executions_report_history", "report_id", "queued_at", "id"),
-        sa.Index("ix_report_executions_history", "queued_at", "id"),
+        # and everyone's; on PostgreSQL they carry the filtered columns, so filters are read from the index.
+        sa.Index(
+            "ix_report_executions_report_history",
+            "report_id",
+            "queued_at",
+            "id",
+            postgresql_include=["status", "trigger"],
+        ),
+        sa.Index(
+            "ix_report_executions_history", "queued_at", "id", postgresql_include=["report_id", "status", "trigger"]
+        ),
+        # ... and of one status (a report's failures, every run in progress)
+        sa.Index("ix_report_executions_report_status", "report_id", "status", "queued_at", "id"),
+        sa.Index("ix_report_executions_status_history", "status", "queued_at", "id"),
         sa.CheckConstraint(f"status in {EXECUTION_STATES!r}", name="status"),
         sa.CheckConstraint(f"trigger in {TRIGGERS!r}", name="trigger"),
     )
