@@ -126,7 +126,7 @@ class _Key:
     descending: bool
 
 
-def _keys(order: tuple) -> list[_Key]:
+def keys_of(order: tuple) -> list[_Key]:
     keys = []
     for clause in order:
         descending = isinstance(clause, sa.UnaryExpression) and clause.modifier is operators.desc_op
@@ -230,7 +230,7 @@ def keyset_paginate(
     never for rows an offset skips. A page with no rows runs `on_empty` (which may raise: the list's
     owner is not visible) and, beyond the first page, a count of its own.
     """
-    keys = _keys(order)
+    keys = keys_of(order)
     limit, offset = args["limit"], args["offset"]
     if args.get("count") == "exact":
         counted = query.order_by(None).with_only_columns(*(key.column for key in keys))
@@ -260,6 +260,13 @@ def keyset_paginate(
         total = 0 if first else session.execute(count).scalar_one()
     if not rows:
         found = [row[0] for row in found]
+    return page_of(found, total, args, keys)
+
+
+def page_of(found: list, total: int, args: dict, keys: list[_Key]) -> tuple[dict, dict]:
+    """The body and paging headers of a page from its rows (up to limit + 1: one more says there is a next
+    page) and its count (capped, unless `count=exact`)."""
+    limit, offset = args["limit"], args["offset"]
     exact = args.get("count") == "exact" or total <= TOTAL_CAP
     total = min(total, TOTAL_CAP) if not exact else total
 

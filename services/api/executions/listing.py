@@ -3,7 +3,7 @@
 A page of 50 runs carries about 150 deliveries and 100 files: loaded as ORM objects and dumped field by
 field through marshmallow that was ~4,000 field calls and ~300 objects per request, most of a history
 page's time. On PostgreSQL a page is one statement whose rows are each run's JSON, deliveries and files
-included, made by the database (`ITEM_JSON`) beside the page's count; elsewhere a select of columns, the
+included, made by the database (`_ITEM_SQL`) beside the page's count; elsewhere a select of columns, the
 deliveries and files one select each, and each item built here. Both are exactly what `ExecutionSchema`
 dumps for the same run (tests compare them on every kind of run, so they cannot drift apart). The
 schemas still describe these lists in the OpenAPI document.
@@ -18,12 +18,14 @@ import sqlalchemy as sa
 from flask import request
 from sqlalchemy.orm import Session
 
-from services.api.pagination import PAGE, keyset_paginate
+from services.api import pagination
+from services.api.pagination import decode_cursor, keys_of, keyset_paginate, page_of
 from services.api.serialization import delivery_pairs, iso_sql, json_list_sql, json_object_sql, json_response
 from shared import reports
 from shared.destinations import ICONS
-from shared.models import Artifact, Delivery, ReportExecution
+from shared.models import Artifact, Delivery, ReportExecution, ScheduledReport
 
+_KEYS = keys_of(reports.HISTORY_ORDER)
 EXECUTION_COLUMNS = (
     ReportExecution.id,
     ReportExecution.report_id,
@@ -146,23 +148,78 @@ _RUN = {
     "deliveries": _DELIVERIES,
     "artifacts": _ARTIFACTS,
 }
-# Built once: a page's run, whole, as ExecutionSchema would dump it, in JSON made by PostgreSQL. The page
-# itself holds only the sort keys (an index-only scan, its filters on the index's included columns); each of
-# its runs is read here by its primary key.
-ITEM_JSON = (
-    sa.text("SELECT " + json_object_sql(_RUN) + f"::text FROM report_executions e WHERE e.id={PAGE}.id")
-    .bindparams(
-        sa.bindparam("download_prefix", type_=sa.Text, callable_=lambda: f"{request.script_root}/api/executions/")
-    )
-    .columns(sa.column("item", sa.Text))
-    .scalar_subquery()
-    .label("item_json")
+# A page's run, whole, as ExecutionSchema would dump it, in JSON made by PostgreSQL: the page itself holds
+# only the sort keys (an index-only scan, its filters on the index's included columns); each of its runs is
+# read here by its primary key.
+_ITEM_SQL = (
+    "SELECT "
+    + json_object_sql(_RUN).replace(":download_prefix", "%(download_prefix)s")
+    + "::text FROM report_executions e WHERE e.id=p.id"
 )
+_ORDER_SQL = "e.queued_at DESC, e.id DESC"
 
 
-def _as_json(page: sa.Subquery) -> sa.Select:
-    """Each row of the page as its item's JSON, beside its sort key (see keyset_paginate's `decorate`)."""
-    return sa.select(page.c.queued_at, page.c.id, ITEM_JSON)
+def _conditions(args: dict, report_ids: list, owner_id) -> tuple[list[str], dict]:
+    """The page's WHERE, as SQL on `report_executions e` and its parameters (the same filters as
+    shared.reports.history_query, the SQLAlchemy statement of the other databases)."""
+    conditions, params = [], {}
+    for name, values in (("report_id", report_ids), ("status", args["status"]), ("trigger", args["trigger"])):
+        # One value is an equality, which an index on (…, that column, queued_at, id) reads in order.
+        if len(values) == 1:
+            conditions.append(f"e.{name}=%({name})s")
+            params[name] = values[0]
+        elif values:
+            conditions.append(f"e.{name}=ANY(%({name})s)")
+            params[name] = list(values)
+    if args.get("since") is not None:
+        conditions.append("e.queued_at>=%(since)s")
+        params["since"] = args["since"]
+    if args.get("until") is not None:
+        conditions.append("e.queued_at<%(until)s")
+        params["until"] = args["until"]
+    if owner_id is not None:  # anyone but an admin: runs of their own reports
+        conditions.append("e.report_id IN (SELECT r.id FROM scheduled_reports r WHERE r.owner_id=%(owner_id)s)")
+        params["owner_id"] = owner_id
+    return conditions, params
+
+
+def _page_in_sql(session: Session, args: dict, report_ids: list, owner_id, on_empty) -> tuple[dict, dict]:
+    """One statement, written as SQL and run by the driver as it is (no statement objects to build per
+    request): the page's sort keys, each run's JSON, and the capped count."""
+    conditions, params = _conditions(args, report_ids, owner_id)
+    where = " AND ".join(conditions) or "true"
+    if args.get("count") == "exact":
+        count = f"SELECT count(*) FROM report_executions e WHERE {where}"
+    else:  # in the list's order: the count walks the page's index and stops at the cap
+        count = f"SELECT count(*) FROM (SELECT 1 FROM report_executions e WHERE {where} ORDER BY {_ORDER_SQL}"
+        count += " LIMIT %(cap)s) c"
+        params["cap"] = pagination.TOTAL_CAP + 1
+    page_where = where
+    if args.get("cursor"):
+        params["after_at"], params["after_id"] = decode_cursor(_KEYS, args["cursor"])
+        page_where += " AND (e.queued_at,e.id)<(%(after_at)s,%(after_id)s)"
+    page = f"SELECT e.queued_at,e.id FROM report_executions e WHERE {page_where} ORDER BY {_ORDER_SQL} LIMIT %(limit)s"
+    params["limit"] = args["limit"] + 1
+    if args["offset"] and not args.get("cursor"):
+        page += " OFFSET %(offset)s"
+        params["offset"] = args["offset"]
+    params["download_prefix"] = f"{request.script_root}/api/executions/"
+    statement = (
+        f"SELECT p.queued_at,p.id,({_ITEM_SQL}) AS item_json,({count}) AS {pagination.TOTAL}"
+        f" FROM ({page}) p ORDER BY p.queued_at DESC,p.id DESC"
+    )
+    connection = session.connection()
+    found = connection.exec_driver_sql(statement, params).all()
+    if found:
+        total = found[0][3]
+    else:
+        if on_empty is not None:
+            on_empty()
+        first = not args.get("cursor") and not args["offset"]
+        total = 0 if first else connection.exec_driver_sql(count, params).scalar_one()
+    body, headers = page_of(found, total, args, _KEYS)
+    body["items"] = [orjson.Fragment(row.item_json) for row in body["items"]]
+    return body, headers
 
 
 def dump_executions(session: Session, rows, prefix: str) -> list[dict]:
@@ -214,26 +271,32 @@ def dump_executions(session: Session, rows, prefix: str) -> list[dict]:
     return items
 
 
-def execution_page(session: Session, query: sa.Select, args: dict, on_empty=None):
-    """A page of `query` (executions in history order) as the JSON response, with its paging headers.
+def execution_page(session: Session, args: dict, *, report_ids: list, owner_id=None, on_empty=None):
+    """A page of runs in history order as the JSON response, with its paging headers: of `report_ids` (all
+    when empty), filtered by `args` (status, trigger, from/to), of reports owned by `owner_id` unless None
+    (an admin). `on_empty` runs when the page has no rows (it may raise: the report is not visible).
 
-    On PostgreSQL one statement reads the page, its count and each run's deliveries and files.
-    `on_empty` runs when the page has no rows (see keyset_paginate).
+    On PostgreSQL one statement reads the page, its count and each run's deliveries and files as JSON;
+    elsewhere SQLAlchemy statements do and the items are built here.
     """
-    prefix = f"{request.script_root}/api/executions"
-    in_sql = session.get_bind().dialect.name == "postgresql"
-    columns = (ReportExecution.queued_at, ReportExecution.id) if in_sql else EXECUTION_COLUMNS
+    if session.get_bind().dialect.name == "postgresql":
+        return json_response(*_page_in_sql(session, args, report_ids, owner_id, on_empty))
+    query = reports.history_query(
+        status=args["status"], trigger=args["trigger"], since=args.get("since"), until=args.get("until")
+    )
+    if report_ids:
+        query = query.where(ReportExecution.report_id.in_(report_ids))
+    if owner_id is not None:
+        query = query.where(
+            ReportExecution.report_id.in_(sa.select(ScheduledReport.id).where(ScheduledReport.owner_id == owner_id))
+        )
     body, headers = keyset_paginate(
         session,
-        query.with_only_columns(*columns),
+        query.with_only_columns(*EXECUTION_COLUMNS),
         args,
         *reports.HISTORY_ORDER,
         rows=True,
-        decorate=_as_json if in_sql else None,
         on_empty=on_empty,
     )
-    if in_sql:
-        body["items"] = [orjson.Fragment(row.item_json) for row in body["items"]]
-    else:
-        body["items"] = dump_executions(session, body["items"], prefix)
+    body["items"] = dump_executions(session, body["items"], f"{request.script_root}/api/executions")
     return json_response(body, headers)

@@ -10,8 +10,7 @@ from services.api.executions.schemas import AllHistoryArgs, ExecutionSchema
 from services.api.pagination import cursor_page_schema
 from services.api.parsing import Blueprint
 from services.api.runtime import db, runtime
-from services.api.security import get_owned, login_required, only_visible
-from shared import reports
+from services.api.security import get_owned, login_required, me
 from shared.errors import GoneError, NotFoundError
 from shared.models import Artifact, ReportExecution, ScheduledReport
 
@@ -35,15 +34,8 @@ def list_all_executions(args):
 
     The same filters as a report's history, plus `report_id`; a report the caller may not see adds nothing.
     """
-    query = reports.history_query(
-        status=args["status"], trigger=args["trigger"], since=args.get("since"), until=args.get("until")
-    )
-    if args["report_id"]:
-        query = query.where(ReportExecution.report_id.in_(args["report_id"]))
-    visible = only_visible(sa.select(ScheduledReport.id), ScheduledReport)
-    if visible.whereclause is not None:
-        query = query.where(ReportExecution.report_id.in_(visible))
-    return execution_page(db(), query, args)
+    owner = None if me().role == "admin" else me().id
+    return execution_page(db(), args, report_ids=args["report_id"], owner_id=owner)
 
 
 @blp.route("/<uuid:execution_id>", methods=["GET"])

@@ -22,7 +22,7 @@ from services.api.reports.schemas import (
     UnsubscriptionSchema,
 )
 from services.api.runtime import db, runtime
-from services.api.security import check_visible, get_owned, login_required, me, only_visible, under_visible
+from services.api.security import check_visible, get_owned, login_required, me, only_visible
 from services.api.serialization import json_response
 from services.mailer.message_preview import preview_message
 from shared import reports, runs, unsubscribe
@@ -175,11 +175,13 @@ def test_report(report_id):
 @blp.response(200, cursor_page_schema(ExecutionSchema))
 def list_executions(args, report_id):
     """Runs of this report, newest first; filter by status, trigger and a from/to range; page by `cursor`."""
-    query = reports.history_query(
-        report_id, status=args["status"], trigger=args["trigger"], since=args.get("since"), until=args.get("until")
+    return execution_page(
+        db(),
+        args,
+        report_ids=[report_id],
+        owner_id=None if me().role == "admin" else me().id,
+        on_empty=lambda: check_visible(ScheduledReport, report_id, what="report"),
     )
-    query = under_visible(query, ScheduledReport, report_id)
-    return execution_page(db(), query, args, on_empty=lambda: check_visible(ScheduledReport, report_id, what="report"))
 
 
 @blp.route("/<uuid:report_id>/next-runs", methods=["GET"])
