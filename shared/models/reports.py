@@ -52,6 +52,7 @@ class ScheduledReport(HasDestinations, Timestamped, Base):
     __table_args__ = (
         sa.Index("ix_scheduled_reports_due", "is_active", "next_run_at"),
         sa.Index("ix_scheduled_reports_name_id", "name", "id"),  # the reports list's order (and cursor)
+        sa.Index("ix_scheduled_reports_owner_name", "owner_id", "name", "id"),  # ... of a user's own reports
         sa.CheckConstraint("(saved_query_id IS NOT NULL) <> (dashboard_id IS NOT NULL)", name="one_source"),
     )
 
@@ -125,7 +126,13 @@ class ReportExecution(Base):
         ),
         # ... and of one status (a report's failures, every run in progress)
         sa.Index("ix_report_executions_report_status", "report_id", "status", "queued_at", "id"),
-        sa.Index("ix_report_executions_status_history", "status", "queued_at", "id"),
+        sa.Index(
+            "ix_report_executions_status_history",
+            "status",
+            "queued_at",
+            "id",
+            postgresql_include=["report_id", "trigger"],
+        ),
         sa.CheckConstraint(f"status in {EXECUTION_STATES!r}", name="status"),
         sa.CheckConstraint(f"trigger in {TRIGGERS!r}", name="trigger"),
     )
