@@ -129,20 +129,23 @@ def _report_page_in_sql(session: Session, query: sa.Select, args: dict, dumps: D
         rows=True,
         decorate=_with_state,
     )
-    items = []
+    keys = {}
     for row in body["items"]:
         gone = tuple(sorted(row.unsubscribed or ()))
-        key = (row.id.hex, row.version, row.destination_versions, row.last_run, gone)
-        dumped = dumps.get(key)
-        if dumped is None:
+        keys[row.id] = (row.id.hex, row.version, row.destination_versions, row.last_run, gone)
+    found = {report_id: dumps.get(key) for report_id, key in keys.items()}
+    missed = [report_id for report_id, dumped in found.items() if dumped is None]
+    if missed:  # a process's first page, or reports changed since: loaded and summarised for the page at once
+        reports = session.execute(sa.select(ScheduledReport).where(ScheduledReport.id.in_(missed))).scalars()
+        latest, _ = summary(missed)
+        for report in reports:
+            key = keys[report.id]
+            report.last_execution, report.unsubscribed = latest.get(report.id), list(key[4])
             # Stored under the versions read by the page: if the report changed in between, those never
             # come back (a row's superseded version is never current again), so the entry is never hit.
-            report = session.get(ScheduledReport, row.id)
-            latest, _ = summary([row.id]) if row.last_run else ({}, None)
-            report.last_execution, report.unsubscribed = latest.get(row.id), list(gone)
-            dumped = dumps.put(key, dumps.schema.dump(report))
-        items.append(dumped)
-    body["items"] = items
+            found[report.id] = dumps.put(key, dumps.schema.dump(report))
+    # (a report deleted since the page was read has no dump: it is left out)
+    body["items"] = [found[row.id] for row in body["items"] if found[row.id] is not None]
     return body, headers
 
 
